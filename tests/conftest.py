@@ -1,0 +1,92 @@
+"""Fixtures shared by the whole suite, from small to large.
+
+The largest is `trained_registry`: the real pipeline run once per test session on the real
+data into a temporary MLflow store, giving a registry with a @champion that the pipeline,
+server and loop tests all use (read-only: tests that change the registry make their own).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RAW_DATA = REPO / "data" / "raw" / "cal_housing.data"
+
+
+@dataclass(frozen=True)
+class TrainedRegistry:
+    """A workspace where the pipeline ran, and the MLflow store it registered into."""
+
+    workspace: Path
+    state_dir: Path
+    tracking_uri: str
+
+    def env(self) -> dict[str, str]:
+        return pipeline_env(self.state_dir, self.tracking_uri)
+
+
+def pipeline_env(state_dir: Path, tracking_uri: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TRAINING_"))}
+    env["TRAINING_STATE_DIR"] = str(state_dir)
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return env
+
+
+def run_training_job(
+    *args: str, env: dict[str, str], cwd: Path = REPO, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m training_job ARGS` as a user runs it; output captured for assertions."""
+    result = subprocess.run(
+        [sys.executable, "-m", "training_job", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"training_job {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def run_pipeline(
+    workspace: Path,
+    state_dir: Path,
+    tracking_uri: str | None = None,
+    *,
+    raw: Path = RAW_DATA,
+    params: Path = REPO / "params.yaml",
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    return run_training_job(
+        "pipeline",
+        "--raw",
+        str(raw),
+        "--params",
+        str(params),
+        "--workspace",
+        str(workspace),
+        env=pipeline_env(state_dir, tracking_uri),
+        check=check,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
+    root = tmp_path_factory.mktemp("trained")
+    state = root / "state"
+    run_pipeline(root, state)
+    return TrainedRegistry(
+        workspace=root,
+        state_dir=state,
+        tracking_uri=f"sqlite:///{state / 'mlflow.db'}",
+    )

@@ -1,0 +1,206 @@
+"""`python -m training_job`: one command per pipeline step, and the whole pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from training_job.params import DEFAULT_PARAMS, ParamsError, load_params
+from training_job.settings import TrainingSettings
+from training_job.validate import DataValidationError
+
+app = typer.Typer(
+    help="Train, evaluate and register the California Housing model (DVC + MLflow).\n\n"
+    "Each step reads its own namespace of params.yaml. MLFLOW_TRACKING_URI selects the MLflow "
+    "store (default: SQLite under ./state).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+RAW = Path("data/raw/cal_housing.data")
+PREPARED = Path("data/prepared")
+MODELS = Path("models/candidates")
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+
+ParamsOpt = Annotated[Path, typer.Option(help="params.yaml to read.")]
+PreparedOpt = Annotated[Path, typer.Option(help="Folder of the prepared splits and profile.")]
+ModelsOpt = Annotated[Path, typer.Option(help="Folder of the fitted candidate models.")]
+MetricsOpt = Annotated[Path, typer.Option(help="Folder of the metrics JSON files.")]
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # MLflow and its dependencies are chatty at INFO; keep the job's own progress readable.
+    for noisy in ("mlflow", "alembic", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from threadpoolctl import threadpool_limits
+
+    # Process-wide for the command's lifetime (the returned limiter is deliberately kept).
+    ctx.obj = threadpool_limits(limits=TrainingSettings().threads)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn known failures into a clear message and a non-zero exit, without a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    from training_job.evaluate import StaleRunsError
+
+    try:
+        yield
+    except DataValidationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (ParamsError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (StaleRunsError, MlflowException, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _run(step: Callable[[], Any]) -> Any:
+    with _errors():
+        return step()
+
+
+@app.command()
+def validate(
+    raw: Annotated[Path, typer.Argument(help="Raw data file to check.")] = RAW,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Check a raw data file (columns, types, nulls, ranges, impossible values, row count)."""
+    from training_job.validate import read_raw
+
+    frame = _run(lambda: read_raw(raw, load_params(params).prepare.min_rows))
+    typer.echo(f"{raw}: OK, {len(frame)} rows")
+
+
+@app.command()
+def prepare(
+    raw: Annotated[Path, typer.Option(help="Raw data file (DVC-tracked).")] = RAW,
+    out: PreparedOpt = PREPARED,
+    metrics: MetricsOpt = METRICS,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Validate the raw file, derive the 8 features, split, and profile the training data."""
+    from training_job.prepare import prepare as run_prepare
+
+    _run(lambda: run_prepare(raw, out, metrics / "prepare.json", load_params(params).prepare))
+
+
+@app.command()
+def train(
+    prepared: PreparedOpt = PREPARED,
+    models: ModelsOpt = MODELS,
+    metrics: MetricsOpt = METRICS,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Fit every candidate; log each as an MLflow run with its model, data and signature."""
+    from training_job.train import train as run_train
+
+    settings = TrainingSettings()
+    _run(
+        lambda: run_train(
+            prepared, models, metrics / "train.json", load_params(params).train, settings
+        )
+    )
+
+
+@app.command()
+def evaluate(
+    prepared: PreparedOpt = PREPARED,
+    models: ModelsOpt = MODELS,
+    metrics: MetricsOpt = METRICS,
+    plots: Annotated[Path, typer.Option(help="Folder for DVC plots.")] = PLOTS,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Score every candidate on the test split, log plots, select the best by validation."""
+    from training_job.evaluate import evaluate as run_evaluate
+
+    settings = TrainingSettings()
+    _run(
+        lambda: run_evaluate(
+            prepared,
+            models,
+            metrics / "train.json",
+            metrics / "evaluate.json",
+            plots,
+            load_params(params).evaluate,
+            settings,
+        )
+    )
+
+
+@app.command()
+def register(
+    prepared: PreparedOpt = PREPARED,
+    models: ModelsOpt = MODELS,
+    metrics: MetricsOpt = METRICS,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Register the selected candidate; gate it; move @champion or @challenger (last)."""
+    from training_job.register import as_dict
+    from training_job.register import register as run_register
+
+    settings = TrainingSettings()
+    result = _run(
+        lambda: run_register(
+            prepared, models, metrics / "evaluate.json", load_params(params).registration, settings
+        )
+    )
+    typer.echo(json.dumps(as_dict(result), indent=2))
+
+
+@app.command()
+def pipeline(
+    raw: Annotated[Path, typer.Option(help="Raw data file (DVC-tracked).")] = RAW,
+    params: ParamsOpt = DEFAULT_PARAMS,
+    workspace: Annotated[
+        Path, typer.Option(help="Folder under which prepared data, models, metrics, plots go.")
+    ] = Path(),
+) -> None:
+    """The whole pipeline in one process: prepare, train, evaluate, register.
+
+    `dvc repro` runs the same steps as separate stages and skips those whose inputs did not
+    change; this command always runs all four (what a Kubernetes Job does).
+    """
+    prepared, models = workspace / PREPARED, workspace / MODELS
+    metrics, plots = workspace / METRICS, workspace / PLOTS
+    prepare(raw=raw, out=prepared, metrics=metrics, params=params)
+    train(prepared=prepared, models=models, metrics=metrics, params=params)
+    evaluate(prepared=prepared, models=models, metrics=metrics, plots=plots, params=params)
+    register(prepared=prepared, models=models, metrics=metrics, params=params)
+
+
+@app.command()
+def status(
+    params: ParamsOpt = DEFAULT_PARAMS,
+    require_champion: Annotated[
+        bool, typer.Option(help="Exit 3 when the registry has no @champion.")
+    ] = False,
+) -> None:
+    """Show the registered model's aliases and the champion's scores."""
+    from training_job.registry import describe
+
+    settings = TrainingSettings()
+    info = _run(lambda: describe(load_params(params).registration.model_name, settings))
+    typer.echo(json.dumps(info, indent=2))
+    if require_champion and info.get("champion") is None:
+        raise typer.Exit(3)

@@ -1,0 +1,40 @@
+"""The promotion gate: does a new model version deserve @champion?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reasons: tuple[str, ...]
+
+    @property
+    def alias(self) -> str:
+        return "champion" if self.promote else "challenger"
+
+
+def gate(
+    candidate_r2: float, champion_r2: float | None, r2_floor: float, min_improvement: float
+) -> GateDecision:
+    """Promote iff R² >= floor and (no champion, or R² >= champion's R² + margin).
+
+    Both R² are measured on the same held-out rows. Every reason is kept, passing or not.
+    """
+    reasons = []
+    passes_floor = candidate_r2 >= r2_floor
+    reasons.append(
+        f"test R² {candidate_r2:.4f} {'>=' if passes_floor else '<'} floor {r2_floor:.4f}"
+    )
+    if champion_r2 is None:
+        beats = True
+        reasons.append("no current champion")
+    else:
+        needed = champion_r2 + min_improvement
+        beats = candidate_r2 >= needed
+        reasons.append(
+            f"test R² {candidate_r2:.4f} {'>=' if beats else '<'} champion's {champion_r2:.4f}"
+            f" + margin {min_improvement:.4f}"
+        )
+    return GateDecision(promote=passes_floor and beats, reasons=tuple(reasons))

@@ -1,0 +1,78 @@
+"""Typed view of params.yaml: one model per stage namespace, unknown keys rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProfileParams(_Strict):
+    quantiles: list[float] = Field(min_length=1)
+    histogram_bins: int = Field(ge=2, le=100)
+    reference_sample_size: int = Field(ge=100)
+    domain_margin: float = Field(ge=0.0, le=10.0)
+    seed: int
+
+
+class PrepareParams(_Strict):
+    min_rows: int = Field(ge=1)
+    split_salt: str = Field(min_length=1)
+    test_percent: int = Field(gt=0, lt=100)
+    val_percent: int = Field(gt=0, lt=100)
+    profile: ProfileParams
+
+
+class TrainParams(_Strict):
+    seed: int
+    candidates: dict[str, dict[str, Any]] = Field(min_length=1)
+
+
+class EvaluateParams(_Strict):
+    selection_metric: Literal["val_rmse", "val_mae", "val_r2"]
+    plot_points: int = Field(ge=10)
+    importance_rows: int = Field(ge=10)
+    importance_repeats: int = Field(ge=1, le=50)
+
+
+class RegisterParams(_Strict):
+    model_name: str = Field(min_length=1)
+    r2_floor: float = Field(ge=-1.0, le=1.0)
+    min_improvement: float = Field(ge=0.0, le=1.0)
+
+
+class Params(_Strict):
+    prepare: PrepareParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    # `register` would shadow ABCMeta.register on the model class.
+    registration: RegisterParams = Field(alias="register")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the key."""
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the repository root)") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ParamsError(f"{path}: {problems}") from None

@@ -1,0 +1,145 @@
+"""Step 2 of the pipeline: fit every candidate and log each as an MLflow run."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+import scipy
+import sklearn
+import skops
+import skops.io
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.models import infer_signature
+
+from training_job.candidates import build
+from training_job.io import write_json
+from training_job.metrics import regression_metrics
+from training_job.params import TrainParams
+from training_job.prepare import load_prepared
+from training_job.profile import PROFILE_FILENAME
+from training_job.schema import FEATURES, TARGET
+from training_job.settings import TrainingSettings
+from training_job.tracking import GIT_COMMIT_TAG, connect, git_commit
+
+log = logging.getLogger(__name__)
+
+# Tag on each candidate run: the sha256 of the fitted model file the DVC pipeline keeps, so
+# that evaluate and register find the run that holds exactly that model.
+MODEL_SHA_TAG = "model_sha256"
+CANDIDATE_TAG = "candidate"
+DATA_DIGEST_TAG = "data_digest"
+# The MLflow URI of the logged model (models:/m-...), which register turns into a version.
+MODEL_URI_TAG = "model_uri"
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _requirements() -> list[str]:
+    # Stated, not inferred: MLflow's inference imports the model in a subprocess (seconds).
+    return [
+        f"scikit-learn=={sklearn.__version__}",
+        f"numpy=={np.__version__}",
+        f"scipy=={scipy.__version__}",
+        f"skops=={skops.__version__}",
+    ]
+
+
+def _dataset(frame: pd.DataFrame, info: dict, split: str) -> Any:
+    # digest = the DVC md5 of the raw file, source = its DVC-tracked path: a run names exactly
+    # which data version it was trained on.
+    return from_pandas(
+        frame,
+        source=info["source"],
+        targets=TARGET,
+        name=f"cal_housing-{split}",
+        digest=info["digest"],
+    )
+
+
+def train(
+    prepared_dir: Path,
+    models_dir: Path,
+    metrics_path: Path,
+    params: TrainParams,
+    settings: TrainingSettings,
+) -> dict[str, dict[str, float]]:
+    """Fit each candidate, save it under `models_dir`, log it to MLflow; return val metrics."""
+    data = load_prepared(prepared_dir)
+    features = list(FEATURES)
+    x_train, y_train = data.train[features], data.train[TARGET].to_numpy()
+    x_val, y_val = data.val[features], data.val[TARGET].to_numpy()
+    profile = prepared_dir / PROFILE_FILENAME
+
+    connect(settings)
+    commit = git_commit(settings)
+    datasets = {
+        split: _dataset(getattr(data, split), data.info, split)
+        for split in ("train", "val", "test")
+    }
+    models_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, float]] = {}
+    total = len(params.candidates)
+    for index, (name, hyperparameters) in enumerate(params.candidates.items(), start=1):
+        log.info("[%d/%d] training %s", index, total, name)
+        model = build(name, params.seed, hyperparameters)
+        started = time.perf_counter()
+        model.fit(x_train, y_train)
+        fit_seconds = time.perf_counter() - started
+        val = regression_metrics(y_val, model.predict(x_val), "val_")
+        path = models_dir / f"{name}.joblib"
+        joblib.dump(model, path)
+
+        with mlflow.start_run(run_name=name):
+            mlflow.set_tags(
+                {
+                    CANDIDATE_TAG: name,
+                    MODEL_SHA_TAG: file_sha256(path),
+                    DATA_DIGEST_TAG: data.info["digest"],
+                    GIT_COMMIT_TAG: commit,
+                    "data_source": data.info["source"],
+                }
+            )
+            mlflow.log_params({"candidate": name, "seed": params.seed, **hyperparameters})
+            mlflow.log_params({"split_salt": data.info["split_salt"]})
+            mlflow.log_metrics({**val, "fit_seconds": fit_seconds})
+            for split, context in (
+                ("train", "training"),
+                ("val", "validation"),
+                ("test", "testing"),
+            ):
+                mlflow.log_input(datasets[split], context=context)
+            example = x_train.head(5)
+            logged = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(example, model.predict(example)),
+                input_example=example,
+                extra_files=[str(profile)],
+                pip_requirements=_requirements(),
+                # We made this file ourselves a moment ago; these are exactly its types.
+                skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
+            )
+            mlflow.set_tag(MODEL_URI_TAG, logged.model_uri)
+        results[name] = val
+        log.info(
+            "[%d/%d] %s: val R² %.4f, RMSE %.4f (%.1fs)",
+            index,
+            total,
+            name,
+            val["val_r2"],
+            val["val_rmse"],
+            fit_seconds,
+        )
+
+    write_json(metrics_path, results)
+    return results
