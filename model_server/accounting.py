@@ -1,0 +1,109 @@
+"""Every inference request, counted in the metrics and written to the prediction log.
+
+One record per instance for a success (each with the prediction id returned to the client),
+one per request for a failure. Records go to the writer's queue: the request never waits for
+the database.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Protocol as Interface
+
+import numpy as np
+
+from model_server.metrics import ServerMetrics
+from model_server.protocol import Protocol, new_ids
+from model_server.records import PredictionRecord
+
+# perf_counter() when the request's first byte was read; set by the RequestGuard middleware.
+REQUEST_STARTED: ContextVar[float | None] = ContextVar("request_started", default=None)
+# The version label of requests that no model version handled.
+NO_VERSION = "none"
+
+
+class RecordSink(Interface):
+    def submit(self, records: Sequence[PredictionRecord]) -> None: ...
+
+
+def elapsed(started: float | None) -> float:
+    return 0.0 if started is None else time.perf_counter() - started
+
+
+class Accountant:
+    def __init__(self, model_name: str, metrics: ServerMetrics, sink: RecordSink) -> None:
+        self.model_name = model_name
+        self.metrics = metrics
+        self.sink = sink
+
+    def succeeded(
+        self,
+        *,
+        protocol: Protocol,
+        version: str,
+        names: Sequence[str],
+        features: np.ndarray,
+        predictions: np.ndarray,
+        request_id: str,
+        started: float | None,
+    ) -> list[str]:
+        """Log and count a served request; the prediction ids, one per instance."""
+        seconds = elapsed(started)
+        created = datetime.now(UTC)
+        ids = new_ids(len(predictions))
+        values: list[float] = predictions.tolist()
+        self.sink.submit(
+            [
+                PredictionRecord(
+                    id=prediction_id,
+                    request_id=request_id,
+                    created_at=created,
+                    model_name=self.model_name,
+                    model_version=version,
+                    protocol=protocol,
+                    inputs=dict(zip(names, row, strict=True)),
+                    output=value,
+                    latency_ms=seconds * 1000.0,
+                    status=200,
+                    error=None,
+                )
+                for prediction_id, row, value in zip(ids, features.tolist(), values, strict=True)
+            ]
+        )
+        self.metrics.request_succeeded(version, protocol, seconds, values)
+        return ids
+
+    def failed(
+        self,
+        *,
+        protocol: Protocol,
+        version: str | None,
+        status: int,
+        error: str,
+        request_id: str | None,
+        started: float | None,
+    ) -> None:
+        """Log and count a refused or failed request (one record, without inputs)."""
+        version = version or NO_VERSION
+        self.sink.submit(
+            [
+                PredictionRecord(
+                    id=str(uuid.uuid4()),
+                    request_id=request_id or str(uuid.uuid4()),
+                    created_at=datetime.now(UTC),
+                    model_name=self.model_name,
+                    model_version=version,
+                    protocol=protocol,
+                    inputs=None,
+                    output=None,
+                    latency_ms=elapsed(started) * 1000.0,
+                    status=status,
+                    error=error,
+                )
+            ]
+        )
+        self.metrics.request_failed(version, protocol, status)

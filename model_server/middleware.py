@@ -1,0 +1,95 @@
+"""The ASGI middleware in front of every route: start clock, in-flight gauge, body size cap.
+
+A body above the cap is refused with 413 before anything parses it; one that passes is read
+once here and replayed to the route, which then reads it from memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Gauge
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model_server.accounting import REQUEST_STARTED
+from model_server.errors import BadRequestError, ModelServerError, PayloadTooLargeError
+from model_server.protocol import protocol_of
+
+ErrorResponder = Callable[[Request, Exception], Awaitable[Response]]
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class RequestGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        respond_error: ErrorResponder,
+        inflight: Gauge,
+        clock: Callable[[], float],
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.respond_error = respond_error
+        self.inflight = inflight
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        REQUEST_STARTED.set(self.clock())
+        if scope["method"] in BODY_METHODS:
+            try:
+                receive = await self._buffered(scope, receive)
+            except ModelServerError as error:
+                response = await self.respond_error(Request(scope), error)
+                await response(scope, receive, send)
+                return
+        if protocol_of(scope["path"]) is None:
+            await self.app(scope, receive, send)
+            return
+        with self.inflight.track_inprogress():
+            await self.app(scope, receive, send)
+
+    async def _buffered(self, scope: Scope, receive: Receive) -> Receive:
+        limit = self.max_body_bytes
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise BadRequestError("invalid Content-Length header") from None
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"request body of {size} bytes; at most {limit} accepted"
+                )
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away: let the app see it
+                return _replay(b"".join(chunks), receive, first=message)
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:  # chunked bodies declare no length: count as they come
+                raise PayloadTooLargeError(f"request body over {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return _replay(b"".join(chunks), receive)
+
+
+def _replay(body: bytes, receive: Receive, first: Message | None = None) -> Receive:
+    pending: list[Message] = [
+        first if first is not None else {"type": "http.request", "body": body, "more_body": False}
+    ]
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replay

@@ -1,0 +1,178 @@
+"""Spill files: rows the database could not take yet, kept on local disk until it can.
+
+The folder holds append-only JSON-lines segments named by a sequence number. Every append is
+fsync'd before it returns; segments are replayed oldest first and deleted once committed. A
+replay after a crash may repeat rows that were already committed: the store's insert is
+idempotent on id, so that never duplicates them. A torn last line (crash mid-write) is set
+aside, not replayed. Not thread-safe: RecordWriter serializes every call.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_server.records.models import PredictionRecord, record_from_json, record_to_json
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".jsonl"
+REJECTED = "rejected.jsonl"  # rows the database refused: kept for a human, never replayed
+LOCK = ".lock"
+# Sequence numbers start high so that a segment can be put before the oldest one.
+FIRST_SEQ = 10**12
+
+
+@dataclass
+class Segment:
+    seq: int
+    path: Path
+    rows: int  # complete lines
+
+
+def encode(record: PredictionRecord) -> str:
+    return json.dumps(record_to_json(record), separators=(",", ":"), allow_nan=False) + "\n"
+
+
+class SpillQueue:
+    """An ordered queue of segments in one folder, owned by one process at a time."""
+
+    def __init__(self, directory: str | os.PathLike[str], segment_rows: int = 10_000) -> None:
+        self.directory = Path(directory)
+        self.segment_rows = max(1, segment_rows)
+        self.rows = 0  # complete lines in all segments
+        self._segments: deque[Segment] = deque()
+        self._active: Segment | None = None  # the newest segment, still open for appends
+        self._lock_fd: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._lock_fd is not None
+
+    def open(self) -> int:
+        """Lock the folder and take up the segments an earlier run left; returns their rows."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # Two writers sharing a folder would replay and delete each other's segments.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(f"spill folder {self.directory} is used by another writer") from None
+        self._lock_fd = fd
+        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+            if not path.stem.isdigit():
+                continue
+            rows = path.read_bytes().count(b"\n")
+            if rows == 0:
+                path.unlink(missing_ok=True)
+                continue
+            self._segments.append(Segment(int(path.stem), path, rows))
+            self.rows += rows
+        return self.rows
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def append(self, records: Sequence[PredictionRecord]) -> None:
+        """Add `records` after everything already spilled; durable when this returns."""
+        lines = [encode(record) for record in records]
+        while lines:
+            segment = self._active
+            if segment is None or segment.rows >= self.segment_rows:
+                seq = self._segments[-1].seq + 1 if self._segments else FIRST_SEQ
+                segment = self._active = self._create(seq, at_end=True)
+            room = self.segment_rows - segment.rows
+            self._write(segment, lines[:room])
+            lines = lines[room:]
+
+    def prepend(self, records: Sequence[PredictionRecord]) -> None:
+        """Put `records` before everything spilled: a batch older than all of it."""
+        if not records:
+            return
+        seq = self._segments[0].seq - 1 if self._segments else FIRST_SEQ
+        self._write(self._create(seq, at_end=False), [encode(r) for r in records])
+
+    def oldest(self) -> Segment | None:
+        """The oldest segment, sealed: appends go to a new segment from now on."""
+        if not self._segments:
+            return None
+        segment = self._segments[0]
+        if segment is self._active:
+            self._active = None
+        return segment
+
+    def read(self, segment: Segment) -> tuple[list[PredictionRecord], list[str]]:
+        """The records of `segment` in order, and the complete lines that are not records."""
+        records: list[PredictionRecord] = []
+        bad: list[str] = []
+        # The piece after the last newline is empty, or a line torn by a crash: never a record.
+        *complete, torn = segment.path.read_bytes().split(b"\n")
+        if torn:
+            bad.append(torn.decode("utf-8", "replace"))
+        for line in complete:
+            try:
+                records.append(record_from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                bad.append(line.decode("utf-8", "replace"))
+        return records, bad
+
+    def remove(self, segment: Segment) -> None:
+        """Forget `segment` once its rows are committed."""
+        try:
+            segment.path.unlink(missing_ok=True)
+        except OSError as error:  # replayed again at the next start: harmless, idempotent
+            log.warning("could not delete spill segment %s: %s", segment.path, error)
+        self._segments.remove(segment)
+        self.rows -= segment.rows
+
+    def reject(self, lines: Iterable[str]) -> None:
+        """Append JSON lines to the rejected file (rows the database refused)."""
+        data = "".join(line.rstrip("\n") + "\n" for line in lines).encode()
+        with (self.directory / REJECTED).open("ab") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+
+    def _create(self, seq: int, *, at_end: bool) -> Segment:
+        segment = Segment(seq, self.directory / f"{seq:020d}{SUFFIX}", 0)
+        segment.path.touch(exist_ok=False)
+        _fsync_dir(self.directory)  # the new name survives a power cut too
+        if at_end:
+            self._segments.append(segment)
+        else:
+            self._segments.appendleft(segment)
+        return segment
+
+    def _write(self, segment: Segment, lines: list[str]) -> None:
+        data = "".join(lines).encode()
+        with segment.path.open("ab") as file:
+            start = file.seek(0, os.SEEK_END)
+            try:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            except OSError:
+                # Leave no torn line for the next append to glue onto; seal the segment.
+                file.truncate(start)
+                if segment is self._active:
+                    self._active = None
+                raise
+        segment.rows += len(lines)
+        self.rows += len(lines)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

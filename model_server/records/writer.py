@@ -1,0 +1,451 @@
+"""RecordWriter: takes prediction records off the request path and commits them in batches.
+
+Rows flow memory -> (disk, when memory is over `max_buffer`) -> database, oldest first:
+the batch being written is older than anything spilled, and anything spilled is older
+than anything still in memory. A database outage only delays rows: the writer keeps the
+batch and retries with backoff, a second thread spills the overflow to `spill_dir`, and at
+stop() whatever could not be written is spilled too and replayed by the next start().
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import exc
+
+from model_server.records.errors import StoreUnavailableError
+from model_server.records.models import PredictionRecord, record_to_json
+from model_server.records.spill import Segment, SpillQueue
+
+log = logging.getLogger(__name__)
+
+# Failures of the database rather than of the rows: keep the batch and retry.
+_TRANSIENT = (
+    StoreUnavailableError,
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.TimeoutError,
+    exc.InternalError,
+    exc.ProgrammingError,  # e.g. the table is missing until someone migrates
+)
+_LOG_EVERY = 30.0  # seconds between repeated warnings about drops
+
+
+class BatchSink(Protocol):
+    def write_batch(self, records: Sequence[PredictionRecord]) -> None: ...
+
+
+def _is_transient(error: Exception) -> bool:
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, _TRANSIENT)
+
+
+class RecordWriter:
+    """Buffers records in memory and commits them from a background thread.
+
+    Counters for metrics: written_total (rows committed), failed_batches_total (failed write
+    attempts), spilled_total (rows ever spilled to disk), rejected_total (rows the database
+    refused, set aside in spill_dir/rejected.jsonl or the log), dropped_total (rows lost:
+    buffer full without spill_dir, spill disk failing, or submitted after stop()).
+    """
+
+    def __init__(
+        self,
+        store: BatchSink,
+        batch_size: int = 500,
+        flush_interval: float = 0.5,
+        max_buffer: int = 100_000,
+        spill_dir: str | Path | None = None,
+        *,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        segment_rows: int | None = None,
+    ) -> None:
+        if batch_size < 1 or max_buffer < 1 or flush_interval <= 0:
+            raise ValueError("batch_size and max_buffer must be >= 1, flush_interval > 0")
+        self.store = store
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_buffer = max_buffer
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._spill = (
+            SpillQueue(spill_dir, segment_rows or 20 * batch_size)
+            if spill_dir is not None
+            else None
+        )
+
+        self._buffer: deque[PredictionRecord] = deque()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # wakes the writer
+        self._overflow = threading.Condition(self._lock)  # wakes the spiller
+        self._progress = threading.Condition(self._lock)  # wakes flush()
+        # Taken before _lock, never after: makes "disk before memory" atomic for the
+        # writer's pick against the spiller's append.
+        self._order = threading.Lock()
+        self._abort = threading.Event()  # stop() gave up waiting for the database
+
+        self._accepted = 0  # rows taken in (submitted, or found on disk at start)
+        self._resolved = 0  # rows committed, rejected or dropped
+        self._flush_target = 0
+        self._first_pending: float | None = None  # when the oldest memory row came
+        self._current: list[PredictionRecord] = []  # the batch being written, from memory
+        self._spilling = 0  # rows between memory and disk
+        self._on_disk = 0  # rows in spill segments (kept under _lock, unlike the spill's own)
+        self._stopping = False
+        self._closed = False
+        self._down_since: float | None = None
+        self._last_drop_log = 0.0
+        self._writer: threading.Thread | None = None
+        self._spiller: threading.Thread | None = None
+
+        self.written_total = 0
+        self.failed_batches_total = 0
+        self.spilled_total = 0
+        self.rejected_total = 0
+        self.dropped_total = 0
+
+    # -- the request path -------------------------------------------------------------
+
+    def submit(self, records: Iterable[PredictionRecord]) -> None:
+        """Queue records for writing. Never raises, never waits for the database."""
+        try:
+            self._submit(records)
+        except Exception:  # the request must not fail because its log could not be kept
+            log.exception("could not queue prediction records")
+
+    def _submit(self, records: Iterable[PredictionRecord]) -> None:
+        if isinstance(records, PredictionRecord):
+            records = [records]
+        batch = [record for record in records if isinstance(record, PredictionRecord)]
+        if not batch:
+            return
+        dropped = 0
+        with self._lock:
+            if self._closed:
+                dropped = len(batch)
+                self._accepted += dropped
+                self._drop_locked(dropped)
+            else:
+                was_empty = not self._buffer
+                if was_empty:
+                    self._first_pending = time.monotonic()
+                self._buffer.extend(batch)
+                self._accepted += len(batch)
+                size = len(self._buffer)
+                # Wake the writer for a full batch, or to start the flush_interval clock.
+                if was_empty or size >= self.batch_size:
+                    self._work.notify()
+                if size > self.max_buffer:
+                    if self._spill is not None:
+                        self._overflow.notify()  # the spiller moves the oldest rows to disk
+                    else:  # nowhere to put them: keep the newest rows
+                        dropped = size - self.max_buffer
+                        for _ in range(dropped):
+                            self._buffer.popleft()
+                        self._drop_locked(dropped)
+        if dropped:
+            self._log_drop(dropped)
+
+    @property
+    def backlog(self) -> int:
+        """Rows taken in but not yet committed: in memory, in flight, or spilled to disk."""
+        with self._lock:
+            return len(self._buffer) + len(self._current) + self._spilling + self._on_disk
+
+    @property
+    def spilled(self) -> int:
+        """Rows on disk now, waiting for the database."""
+        return self._on_disk
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread (and the spiller); replays rows an earlier run spilled."""
+        if self._writer is not None:
+            raise RuntimeError("RecordWriter already started")
+        if self._spill is not None:
+            restored = self._spill.open()
+            if restored:
+                log.info("replaying %d spilled prediction rows", restored)
+            with self._lock:
+                self._accepted += restored
+                self._on_disk = restored
+            self._spiller = threading.Thread(
+                target=self._run_spiller, name="records-spiller", daemon=True
+            )
+            self._spiller.start()
+        self._writer = threading.Thread(target=self._run_writer, name="records-writer", daemon=True)
+        self._writer.start()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row submitted so far is committed; False on timeout."""
+        with self._lock:
+            target = self._accepted
+            if self._resolved >= target:
+                return True
+            if self._writer is None or not self._writer.is_alive():
+                return False
+            self._flush_target = max(self._flush_target, target)
+            self._work.notify()
+            return self._progress.wait_for(lambda: self._resolved >= target, timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Flush, then stop the threads. Rows the database did not take within `timeout` are
+        spilled to disk (replayed at the next start), or logged as lost without spill_dir."""
+        deadline = time.monotonic() + timeout
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            drained = self.flush(timeout)
+            with self._lock:
+                self._stopping = True
+                self._work.notify_all()
+                self._overflow.notify_all()
+            if not drained:
+                self._abort.set()
+            writer.join(max(0.0, deadline - time.monotonic()))
+            if writer.is_alive():
+                self._abort.set()
+                writer.join(2.0)
+            if writer.is_alive():
+                # Stuck in a database call: keep a copy of its batch (a double is harmless,
+                # the insert is idempotent).
+                log.warning("records writer did not stop; saving its batch")
+                self._save(list(self._current), prepend=True, in_flight=True)
+        if self._spiller is not None:
+            with self._lock:
+                self._stopping = True
+                self._overflow.notify_all()
+            self._spiller.join(5.0)
+        with self._lock:
+            self._closed = True
+            leftovers = list(self._buffer)
+            self._buffer.clear()
+        self._save(leftovers, prepend=False)
+        if self._spill is not None:
+            self._spill.close()
+
+    # -- the writer thread ------------------------------------------------------------
+
+    def _run_writer(self) -> None:
+        while True:
+            try:
+                work = self._next_work()
+            except Exception:  # e.g. a spill file that cannot be read: try again later
+                log.exception("records writer could not pick its next batch")
+                if self._abort.wait(self.backoff_max):
+                    return
+                continue
+            if work is None:
+                return
+            records, segment = work
+            if not self._commit(records):  # aborted by stop()
+                if segment is None:
+                    self._save(records, prepend=True, in_flight=True)
+                return
+            self._finish(records, segment)
+
+    def _next_work(self) -> tuple[list[PredictionRecord], Segment | None] | None:
+        with self._lock:
+            while True:
+                if self._abort.is_set():
+                    return None
+                if self._spill is not None and self._spill.rows > 0:
+                    break  # disk first: it holds older rows than memory
+                size = len(self._buffer)
+                if size == 0:
+                    if self._stopping:
+                        return None
+                    self._work.wait()
+                    continue
+                if size >= self.batch_size or self._stopping:
+                    break
+                if self._flush_target > self._resolved:
+                    break
+                wait = (self._first_pending or 0.0) + self.flush_interval - time.monotonic()
+                if wait <= 0:
+                    break
+                self._work.wait(wait)
+        with self._order:
+            if self._spill is not None:
+                segment = self._spill.oldest()
+                if segment is not None:
+                    records, bad = self._spill.read(segment)
+                    if bad:
+                        self._reject_lines(bad)
+                    return records, segment
+            with self._lock:
+                take = min(len(self._buffer), self.batch_size)
+                batch = [self._buffer.popleft() for _ in range(take)]
+                self._current = batch
+                self._first_pending = time.monotonic() if self._buffer else None
+                return batch, None
+
+    def _commit(self, records: list[PredictionRecord]) -> bool:
+        for start in range(0, len(records), self.batch_size):
+            if not self._commit_batch(records[start : start + self.batch_size]):
+                return False
+        return True
+
+    def _commit_batch(self, batch: list[PredictionRecord]) -> bool:
+        """Write `batch`, retrying while the database is down; False if stop() gave up."""
+        delay = self.backoff_initial
+        while True:
+            try:
+                self.store.write_batch(batch)
+            except Exception as error:
+                if not _is_transient(error):
+                    return self._isolate(batch, error)
+                self.failed_batches_total += 1
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    log.warning(
+                        "prediction store unavailable; keeping %d rows and retrying: %s",
+                        self.backlog,
+                        error,
+                    )
+                # Jitter keeps replicas from retrying in lockstep.
+                if self._abort.wait(delay * random.uniform(0.5, 1.0)):
+                    return False
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            if self._down_since is not None:
+                log.info("prediction store back after %.1fs", time.monotonic() - self._down_since)
+                self._down_since = None
+            self.written_total += len(batch)
+            return True
+
+    def _isolate(self, batch: list[PredictionRecord], error: Exception) -> bool:
+        """A row the database refuses must not hold back the others: halve until alone."""
+        if len(batch) == 1:
+            self._reject(batch[0], error)
+            return True
+        middle = len(batch) // 2
+        return self._commit_batch(batch[:middle]) and self._commit_batch(batch[middle:])
+
+    def _finish(self, records: list[PredictionRecord], segment: Segment | None) -> None:
+        if segment is not None:
+            with self._order:
+                assert self._spill is not None
+                self._spill.remove(segment)
+        with self._lock:
+            if segment is not None:
+                self._on_disk -= segment.rows
+                self._resolved += segment.rows
+            else:
+                self._resolved += len(records)
+                self._current = []
+            self._progress.notify_all()
+
+    # -- the spiller thread -----------------------------------------------------------
+
+    def _run_spiller(self) -> None:
+        while True:
+            with self._lock:
+                while len(self._buffer) <= self.max_buffer and not self._stopping:
+                    self._overflow.wait()
+                if self._stopping:
+                    return
+            try:
+                self._spill_overflow()
+            except Exception:
+                log.exception("records spiller failed")
+
+    def _spill_overflow(self) -> None:
+        assert self._spill is not None
+        with self._order:
+            with self._lock:
+                # Spill down to half: one fsync'd append per max_buffer/2 rows, not per row.
+                excess = len(self._buffer) - self.max_buffer // 2
+                if excess <= 0:
+                    return
+                chunk = [self._buffer.popleft() for _ in range(excess)]
+                self._spilling = excess
+            try:
+                self._spill.append(chunk)
+            except OSError as error:
+                log.error("could not spill %d prediction rows, dropped: %s", excess, error)
+                with self._lock:
+                    self._spilling = 0
+                    self._drop_locked(excess)
+                return
+            with self._lock:
+                self._spilling = 0
+                self._on_disk += excess
+                self._work.notify()
+            self.spilled_total += excess
+            log.info("spilled %d prediction rows to %s", excess, self._spill.directory)
+
+    # -- rows that cannot be written --------------------------------------------------
+
+    def _save(
+        self, records: list[PredictionRecord], *, prepend: bool, in_flight: bool = False
+    ) -> None:
+        """Keep rows for the next start (at shutdown); lost, and said so, without a disk.
+        `in_flight`: the records are the writer's current batch."""
+        if not records:
+            return
+        if self._spill is not None:
+            try:
+                with self._order:
+                    restored = 0 if self._spill.is_open else self._spill.open()
+                    if prepend:
+                        self._spill.prepend(records)
+                    else:
+                        self._spill.append(records)
+                with self._lock:
+                    self._on_disk += restored + len(records)
+                    if in_flight:
+                        self._current = []
+                log.warning("spilled %d unwritten prediction rows for the next start", len(records))
+                return
+            except (OSError, RuntimeError) as error:
+                log.error("could not spill unwritten prediction rows: %s", error)
+        with self._lock:
+            if in_flight:
+                self._current = []
+            self._drop_locked(len(records))
+        log.error("%d prediction rows were never written to the store", len(records))
+
+    def _reject(self, record: PredictionRecord, error: Exception) -> None:
+        log.error("prediction %r refused by the store, set aside: %s", record.id, error)
+        self._reject_lines(
+            [json.dumps({"error": str(error)[:2000], "record": record_to_json(record)})]
+        )
+
+    def _reject_lines(self, lines: list[str]) -> None:
+        self.rejected_total += len(lines)
+        if self._spill is not None:
+            try:
+                self._spill.reject(lines)
+                return
+            except OSError as error:
+                log.error("could not keep rejected rows: %s", error)
+        for line in lines:
+            log.error("rejected prediction row: %s", line)
+
+    def _drop_locked(self, count: int) -> None:
+        self.dropped_total += count
+        self._resolved += count
+        self._progress.notify_all()
+
+    def _log_drop(self, count: int) -> None:
+        now = time.monotonic()
+        if now - self._last_drop_log >= _LOG_EVERY:
+            self._last_drop_log = now
+            log.warning(
+                "prediction buffer full (%d rows) and no spill_dir: dropped the oldest %d rows "
+                "(%d dropped in all)",
+                self.max_buffer,
+                count,
+                self.dropped_total,
+            )

@@ -1,0 +1,255 @@
+"""Wiring: KServe's ModelServer with our model, readiness, error handler, middleware and routes.
+
+What is changed in KServe, and why:
+- start() registers the model even before it is loaded (KServe refuses to start without a
+  ready model; we stay up, live and not ready, until the watcher publishes a version);
+- /v2/health/ready reports the model's readiness (KServe's says True unconditionally);
+- the REST server binds the configured host, and gRPC is off;
+- KServe's per-request timing log lines are dropped: the metrics time every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from kserve import ModelServer
+from kserve import logging as kserve_logging
+from kserve.constants.constants import (
+    FASTAPI_APP_IMPORT_STRING,
+    INFERENCE_CONTENT_LENGTH_HEADER,
+    PredictorProtocol,
+)
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from kserve.model import BaseKServeModel
+from kserve.predictor_config import PredictorConfig
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.rest.server import RESTServer
+from kserve.utils import utils as kserve_utils
+from starlette.requests import ClientDisconnect, Request
+
+from model_server.accounting import REQUEST_STARTED, Accountant
+from model_server.errors import BadRequestError, ErrorHandler, ModelServerError
+from model_server.loader import RegistryLoader
+from model_server.metrics import ServerMetrics
+from model_server.middleware import RequestGuard
+from model_server.model import HousingModel
+from model_server.protocol import protocol_of
+from model_server.records import RecordsError, RecordStore, RecordWriter
+from model_server.routes import OpsContext, ops_router
+from model_server.settings import ServerSettings
+from model_server.watcher import ModelWatcher
+
+log = logging.getLogger(__name__)
+
+# Requests computing at once, each single-threaded: one per core the pod may use.
+INFERENCE_THREADS = max(1, kserve_utils.cpu_count())
+# Seconds uvicorn waits for open requests at shutdown, then the log writer's flush.
+GRACE_SECONDS = 15
+FLUSH_SECONDS = 10.0
+WRITER_BATCH = 500
+WRITER_FLUSH_SECONDS = 0.5
+
+
+class PredictorDataPlane(DataPlane):
+    async def ready(self) -> bool:
+        models = list(self.model_registry.get_models().values())
+        return bool(models) and all([await m.healthy() for m in models])
+
+    def decode(
+        self,
+        body: Any,
+        headers: Any,
+        protocol_version: str = PredictorProtocol.REST_V1.value,
+        model_name: str | None = None,
+    ) -> Any:
+        if protocol_version == PredictorProtocol.REST_V2.value and isinstance(body, bytes):
+            # A v2 body without the binary-extension header is all JSON (Triton's rule;
+            # tritonclient sends JSON-only requests without a content-type).
+            headers.setdefault(INFERENCE_CONTENT_LENGTH_HEADER, str(len(body)))
+        # KServe's decoding lets numpy's and dict lookups' errors escape as 500s.
+        try:
+            return super().decode(body, headers, protocol_version, model_name)
+        except (ModelServerError, InvalidInput):
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise BadRequestError(f"malformed request: {type(exc).__name__}: {exc}") from exc
+
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:
+        metadata: dict[str, Any] = await super().model_metadata(model_name)
+        model = self.get_model_from_registry(model_name)
+        if isinstance(model, HousingModel) and model.loaded is not None:
+            metadata["versions"] = [model.loaded.version]
+            metadata["platform"] = model.loaded.backend
+        return metadata
+
+
+class PredictorRESTServer(RESTServer):
+    def __init__(self, *args: Any, host: str, customize: Callable[[FastAPI], None], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.config.host = host  # KServe hard-codes 0.0.0.0
+        self._customize = customize
+
+    def _add_middlewares(self, app: FastAPI) -> None:
+        # Replaces KServe's TimingMiddleware, which logs a line per request.
+        pass
+
+    def create_application(self) -> None:
+        super().create_application()
+        from kserve.model_server import app
+
+        # After KServe's: our exception handlers replace its handlers of the same types.
+        self._customize(app)
+
+
+class PredictorServer(ModelServer):
+    def __init__(self, settings: ServerSettings, customize: Callable[[FastAPI], None]) -> None:
+        super().__init__(
+            http_port=settings.http_port,
+            grpc_port=settings.grpc_port,
+            workers=1,
+            enable_grpc=False,
+            enable_docs_url=False,
+            enable_latency_logging=False,
+            grace_period=GRACE_SECONDS,
+            predictor_config=PredictorConfig(predictor_host=None),
+            access_log_format=None,
+        )
+        self.dataplane = PredictorDataPlane(model_registry=self.registered_models)
+        self._host = settings.host
+        self._customize = customize
+
+    def start(self, models: list[BaseKServeModel]) -> None:
+        for model in models:
+            self.register_model(model)
+            model.start()
+        self._rest_server = PredictorRESTServer(
+            FASTAPI_APP_IMPORT_STRING,
+            self.dataplane,
+            self.model_repository_extension,
+            self.http_port,
+            grace_period=self.grace_period,
+            timeout_keep_alive=self.timeout_keep_alive,
+            host=self._host,
+            customize=self._customize,
+        )
+        self.servers.append(self._rest_server.start())
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())
+
+
+def configure_logging(level: str) -> None:
+    """KServe's log format for its loggers, uvicorn's and ours, all at `level`."""
+    config = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
+    for name in ("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        config["loggers"][name]["level"] = level
+    config["loggers"]["model_server"] = {"handlers": ["kserve"], "level": level, "propagate": False}
+    for noisy in ("mlflow", "alembic", "skl2onnx"):
+        config["loggers"][noisy] = {"level": "WARNING"}
+    kserve_logging.configure_logging(config)
+
+
+def limit_native_threads() -> None:
+    """One OpenMP/BLAS thread in the calling thread (OpenMP limits are per thread)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
+class App:
+    """The running server's parts, built from settings; `run()` serves until SIGTERM."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics(settings.model_name)
+        self.store = RecordStore(settings.database_url)
+        self.writer = RecordWriter(
+            self.store, batch_size=WRITER_BATCH, flush_interval=WRITER_FLUSH_SECONDS
+        )
+        self.accountant = Accountant(settings.model_name, self.metrics, self.writer)
+        self.executor = ThreadPoolExecutor(
+            INFERENCE_THREADS, thread_name_prefix="inference", initializer=limit_native_threads
+        )
+        self.model = HousingModel(
+            settings.model_name,
+            self.accountant,
+            self.metrics,
+            self.executor,
+            settings.max_instances,
+        )
+        self.watcher = ModelWatcher(
+            RegistryLoader(settings.tracking_uri, settings.model_uri),
+            publish=self.model.publish,
+            served_version=lambda: self.model.served_version,
+            metrics=self.metrics,
+            poll_interval=settings.poll_interval_seconds,
+        )
+        self.errors = ErrorHandler(self._record_failure)
+        self.started = time.monotonic()
+
+    def _record_failure(self, request: Request, error: ModelServerError) -> None:
+        protocol = protocol_of(request.url.path)
+        if protocol is None:  # not an inference request: nothing to log
+            return
+        self.accountant.failed(
+            protocol=protocol,
+            version=error.model_version or self.model.served_version,
+            status=error.status_code,
+            error=error.message,
+            request_id=request.headers.get("x-request-id"),
+            started=REQUEST_STARTED.get(),
+        )
+
+    def customize(self, app: FastAPI) -> None:
+        ctx = OpsContext(
+            self.model, self.store, self.writer, self.watcher, self.metrics, self.started
+        )
+        app.include_router(ops_router(ctx))
+        for kind in (
+            ModelServerError,
+            RecordsError,
+            InvalidInput,
+            ModelNotFound,
+            ModelNotReady,
+            ServerNotReady,
+            RequestValidationError,
+            ClientDisconnect,
+            NotImplementedError,
+            Exception,
+        ):
+            app.add_exception_handler(kind, self.errors)
+        app.add_middleware(
+            RequestGuard,
+            max_body_bytes=self.settings.max_body_bytes,
+            respond_error=self.errors,
+            inflight=self.metrics.track_inflight(),
+            clock=time.perf_counter,
+        )
+
+    def run(self) -> None:
+        self.store.migrate()
+        self.writer.start()
+        self.metrics.watch_backlog(lambda: self.writer.backlog)
+        self.watcher.start()
+        server = PredictorServer(self.settings, self.customize)
+        try:
+            server.start([self.model])
+        finally:
+            self.watcher.stop()
+            self.executor.shutdown(wait=True)
+            # Every request answered so far has queued its records: write them all.
+            pending = self.writer.backlog
+            self.writer.stop(FLUSH_SECONDS)
+            log.info(
+                "prediction log: %d queued records written at shutdown, %d left over",
+                pending - self.writer.backlog,
+                self.writer.backlog,
+            )

@@ -1,0 +1,91 @@
+"""Runtime settings of the model server, built once from the environment at start-up."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# models:/<name>@<alias> or models:/<name>/<version>: the two registry URIs the server follows.
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class ServerSettings(BaseSettings):
+    """What the predictor serves, where it listens and where it keeps its records.
+
+    Environment variables carry the prefix MODEL_SERVER_ (e.g. MODEL_SERVER_HTTP_PORT), except
+    the MLflow tracking URI, which is MLflow's own MLFLOW_TRACKING_URI.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODEL_SERVER_", extra="ignore", protected_namespaces=()
+    )
+
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the REST server (KServe v1, Open Inference Protocol v2, operational API)."""
+
+    grpc_port: int = Field(default=8081, ge=0, le=65535)
+    """Port KServe would give its gRPC server. gRPC is disabled (REST only), so nothing binds
+    it; the setting exists so that the chart and the server agree on the name."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a container must listen on its pod address.
+    """Address the REST server binds (0.0.0.0 in a container, 127.0.0.1 in tests)."""
+
+    model_name: str = "california-housing"
+    """Name of the model on the endpoints (/v1/models/NAME, /v2/models/NAME) and in metrics."""
+
+    model_uri: str = "models:/california-housing@champion"
+    """Registry URI to serve: models:/NAME@ALIAS (followed as the alias moves) or
+    models:/NAME/VERSION (pinned)."""
+
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    """Seconds between two looks at the alias; also the longest wait between retries while
+    MLflow is unreachable or no model is published yet."""
+
+    database_url: str = "sqlite:///state/serving.db"
+    """SQLAlchemy URL of the serving database (prediction log and feedback)."""
+
+    max_instances: int = Field(default=1000, ge=1)
+    """Most instances (rows) one request may carry; more is a 413."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    """Largest request body accepted, in bytes; more is a 413 before the body is parsed."""
+
+    log_level: LogLevel = "INFO"
+    """Level of the server's, KServe's and uvicorn's loggers (WARNING hides access logs)."""
+
+    workers: int = 1
+    """Uvicorn worker processes. Only 1 is supported: the loaded model, the alias poller and
+    the prediction log writer live in the process. Scale with replicas instead."""
+
+    tracking_uri: str = Field(
+        default="sqlite:///state/mlflow.db", validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
+    )
+    """MLflow tracking URI (MLFLOW_TRACKING_URI, read as is). The default is the training
+    job's embedded store under ./state."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("model_uri")
+    @classmethod
+    def _registry_uri(cls, value: str) -> str:
+        if not MODEL_URI.match(value):
+            raise ValueError("expected models:/NAME@ALIAS or models:/NAME/VERSION")
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _one_worker(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(
+                "only 1 worker is supported (model, poller and log writer are per process); "
+                "scale with replicas"
+            )
+        return value

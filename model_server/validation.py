@@ -1,0 +1,118 @@
+"""The model's input contract, read from its own signature and feature profile, and the checks.
+
+Nothing here names a feature: the names, their order and their valid ranges all come from the
+model version being served, so a new version with a new contract is validated by its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model_server.errors import InvalidInstancesError, Problem
+
+# Signature input types the server can feed as a float64 matrix.
+NUMERIC_TYPES = frozenset({"double", "float", "long", "integer"})
+# JSON numbers decode to these; bool is a subclass of int and is refused on purpose.
+NUMBER_TYPES: frozenset[type] = frozenset({float, int})
+
+
+class ContractError(ValueError):
+    """The model's signature and profile disagree or cannot be served."""
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Ordered feature names and the closed interval of valid values of each."""
+
+    names: tuple[str, ...]
+    types: tuple[str, ...]  # the signature's types (MLflow names: double, long, ...)
+    valid_min: np.ndarray
+    valid_max: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_contract(
+        cls, inputs: Sequence[tuple[str, str]], profile: Mapping[str, Any]
+    ) -> FeatureSchema:
+        """From the signature's (name, type) inputs and the feature profile's ranges."""
+        names = tuple(name for name, _ in inputs)
+        if not names or len(set(names)) != len(names):
+            raise ContractError(f"signature inputs must be named and distinct: {names}")
+        odd = [f"{name}: {kind}" for name, kind in inputs if kind not in NUMERIC_TYPES]
+        if odd:
+            raise ContractError(f"non-numeric signature inputs: {', '.join(odd)}")
+        features = {f["name"]: f for f in profile.get("features", [])}
+        if tuple(features) != names:
+            raise ContractError(
+                f"feature profile {tuple(features)} does not match signature {names}"
+            )
+        low = np.array([float(features[n]["valid_min"]) for n in names])
+        high = np.array([float(features[n]["valid_max"]) for n in names])
+        if not (np.isfinite(low).all() and np.isfinite(high).all() and (low <= high).all()):
+            raise ContractError("feature profile has an empty or infinite valid range")
+        return cls(names, tuple(kind for _, kind in inputs), low, high)
+
+    def check(self, x: np.ndarray) -> None:
+        """Refuse NaN, infinities and values outside [valid_min, valid_max], all at once."""
+        low, high = self.valid_min, self.valid_max
+        # NaN compares False both ways, so it counts as outside.
+        bad = ~((x >= low) & (x <= high))
+        if not bad.any():
+            return
+        problems = [
+            Problem(_describe(float(x[row, col]), low[col], high[col]), int(row), self.names[col])
+            for row, col in np.argwhere(bad)
+        ]
+        raise InvalidInstancesError(problems)
+
+
+def _describe(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "NaN is not a value"
+    if math.isinf(value):
+        return f"{value} is not a finite number"
+    side = f"below valid_min {low:g}" if value < low else f"above valid_max {high:g}"
+    return f"{value:g} is {side} (valid range [{low:g}, {high:g}])"
+
+
+def describe_type(value: object) -> str | None:
+    """None for a JSON number; else what is wrong with the value, for the message."""
+    kind = type(value)
+    if kind is float:
+        return None
+    if kind is int and isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return "integer is too large for a float"
+        return None
+    if kind is bool:
+        return f"{str(value).lower()} is a boolean, expected a number"
+    if value is None:
+        return "null is not a number"
+    if kind is str:
+        return f"{value!r} is a string, expected a number"
+    if kind is list:
+        return "an array is not a number"
+    if kind is dict:
+        return "an object is not a number"
+    return f"{kind.__name__} is not a number"
+
+
+def to_matrix(rows: list[list[Any]], width: int) -> np.ndarray | None:
+    """Rows of JSON numbers as a float64 matrix, or None if any value is not a number."""
+    kinds = {type(v) for row in rows for v in row}
+    if not kinds <= NUMBER_TYPES:
+        return None
+    try:
+        return np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    except OverflowError:  # an integer beyond float64
+        return None

@@ -1,0 +1,206 @@
+"""Helpers of the records tests (the fixtures in conftest.py wrap them): records, a fake
+store, throwaway PostgreSQL databases, and a TCP proxy that plays a network outage."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+from model_server.records import PredictionRecord, RecordWriter, StoreUnavailableError
+
+PG_HOST = os.environ.get("RECORDS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("RECORDS_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("RECORDS_TEST_PG_USER", "root")
+
+FEATURES = (
+    "MedInc",
+    "HouseAge",
+    "AveRooms",
+    "AveBedrms",
+    "Population",
+    "AveOccup",
+    "Latitude",
+    "Longitude",
+)
+
+WriterFactory = Callable[..., RecordWriter]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def new_record(**overrides: Any) -> PredictionRecord:
+    fields: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "request_id": uuid.uuid4().hex,
+        "created_at": datetime.now(UTC),
+        "model_name": "california-housing",
+        "model_version": "1",
+        "protocol": "v1",
+        "inputs": {name: float(i) + 0.5 for i, name in enumerate(FEATURES)},
+        "output": 2.5,
+        "latency_ms": 3.0,
+        "status": 200,
+        "error": None,
+    }
+    fields.update(overrides)
+    return PredictionRecord(**fields)
+
+
+def new_records(n: int, start: datetime | None = None, **overrides: Any) -> list[PredictionRecord]:
+    """`n` records one millisecond apart, oldest first."""
+    start = start or datetime.now(UTC)
+    return [new_record(created_at=start + timedelta(milliseconds=i), **overrides) for i in range(n)]
+
+
+class FakeStore:
+    """A store in memory whose outages and refusals the test controls."""
+
+    def __init__(self) -> None:
+        self.committed: list[PredictionRecord] = []
+        self.batch_sizes: list[int] = []
+        self.down = False
+        self.refuse: set[str] = set()  # ids that make a batch fail as bad data
+        self.gate = threading.Event()  # cleared: write_batch blocks until set
+        self.gate.set()
+        self._lock = threading.Lock()
+
+    def write_batch(self, records: Sequence[PredictionRecord]) -> None:
+        self.gate.wait()
+        if self.down:
+            raise StoreUnavailableError("prediction store unavailable: test outage")
+        if any(record.id in self.refuse for record in records):
+            raise ValueError("refused by the test")
+        with self._lock:
+            known = {record.id for record in self.committed}
+            self.committed.extend(record for record in records if record.id not in known)
+            self.batch_sizes.append(len(records))
+
+    @property
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [record.id for record in self.committed]
+
+
+def pg_url(database: str, host: str = PG_HOST, port: int = PG_PORT) -> str:
+    return f"postgresql+psycopg://{PG_USER}@{host}:{port}/{database}"
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database; its SQLAlchemy URL. Dropped (connections and all) afterwards."""
+    name = f"records_test_{uuid.uuid4().hex[:12]}"
+    admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres connect_timeout=5"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield pg_url(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def drop_schema(url: str) -> None:
+    """Drop the records tables, so that the next store migrates from nothing."""
+    from model_server.records.models import metadata
+
+    tables = ", ".join([*metadata.tables, "records_alembic_version"])
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {tables}")
+    engine.dispose()
+
+
+class TcpProxy:
+    """127.0.0.1:port forwarded to PostgreSQL. stop() is an outage: open connections are cut
+    and new ones refused; start() ends it, on the same port."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._running = threading.Event()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.05)
+        self._listener = listener
+        self._running.set()
+        self._spawn(self._accept, listener)
+
+    def stop(self) -> None:
+        self._running.clear()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+            threads, self._threads = self._threads, []
+        for sock in sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in threads:
+            thread.join(5)
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._running.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for sock in (client, upstream):
+                sock.settimeout(None)
+                # Forward each small protocol message at once (Nagle would hold it ~40 ms).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._sockets += [client, upstream]
+            self._spawn(self._pump, client, upstream)
+            self._spawn(self._pump, upstream, client)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

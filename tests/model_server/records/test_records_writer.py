@@ -1,0 +1,262 @@
+"""RecordWriter against a fake store whose outages the tests control, then real databases."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from records_support import FakeStore, WriterFactory, new_record, new_records, wait_until
+
+from model_server.records import PredictionRecord, RecordStore
+from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, encode
+
+
+def segments(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob(f"*{SUFFIX}") if p.name != REJECTED)
+
+
+def ids(records: list[PredictionRecord]) -> list[str]:
+    return [record.id for record in records]
+
+
+def test_rows_are_written_in_order_in_batches(
+    fake_store: FakeStore, make_writer: WriterFactory
+) -> None:
+    writer = make_writer(fake_store, batch_size=100)
+    writer.start()
+    records = new_records(1000)
+    for record in records:
+        writer.submit([record])
+    assert writer.flush(10)
+    assert fake_store.ids == ids(records)
+    assert max(fake_store.batch_sizes) <= 100
+    assert (writer.written_total, writer.backlog, writer.failed_batches_total) == (1000, 0, 0)
+
+
+def test_a_partial_batch_goes_out_after_flush_interval(
+    fake_store: FakeStore, make_writer: WriterFactory
+) -> None:
+    writer = make_writer(fake_store, batch_size=500, flush_interval=0.1)
+    writer.start()
+    records = new_records(3)
+    writer.submit(records)
+    wait_until(lambda: fake_store.ids == ids(records), timeout=2.0)
+
+
+def test_submit_never_raises(fake_store: FakeStore, make_writer: WriterFactory) -> None:
+    def broken() -> Iterator[PredictionRecord]:
+        yield new_record()
+        raise RuntimeError("a generator that breaks half way")
+
+    writer = make_writer(fake_store)
+    writer.start()
+    single = new_record()
+    for junk in (None, 5, "text", [None, "x", 3], broken(), [], single):
+        writer.submit(junk)  # type: ignore[arg-type]
+    assert writer.flush(5)
+    assert fake_store.ids == [single.id]
+
+
+def test_submit_never_waits_for_the_database(
+    fake_store: FakeStore, make_writer: WriterFactory
+) -> None:
+    fake_store.gate.clear()  # every write hangs until the gate opens
+    writer = make_writer(fake_store, batch_size=50)
+    writer.start()
+    records = new_records(20_000)
+    slowest = 0.0
+    for start in range(0, len(records), 4):
+        began = time.perf_counter()
+        writer.submit(records[start : start + 4])
+        slowest = max(slowest, time.perf_counter() - began)
+    assert slowest < 0.5  # the database never answers: any wait on it would be endless
+    assert writer.backlog == 20_000
+    fake_store.gate.set()
+    assert writer.flush(20)
+    assert fake_store.ids == ids(records)
+
+
+def test_an_outage_delays_rows_and_loses_none(
+    fake_store: FakeStore, make_writer: WriterFactory
+) -> None:
+    fake_store.down = True
+    writer = make_writer(fake_store, batch_size=20)
+    writer.start()
+    records = new_records(250)
+    writer.submit(records)
+    wait_until(lambda: writer.failed_batches_total >= 3)
+    assert not writer.flush(0.1)
+    assert fake_store.ids == [] and writer.backlog == 250
+    fake_store.down = False
+    assert writer.flush(10)
+    assert fake_store.ids == ids(records)
+    assert writer.written_total == 250 and writer.dropped_total == 0
+
+
+def test_overflow_spills_to_disk_and_replays_in_order(
+    fake_store: FakeStore, make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    spill = tmp_path / "spill"
+    fake_store.down = True
+    writer = make_writer(fake_store, batch_size=10, max_buffer=100, spill_dir=spill)
+    writer.start()
+    records = new_records(1000)
+    for start in range(0, 1000, 7):
+        writer.submit(records[start : start + 7])
+    # Memory never holds much more than max_buffer; the rest is on disk.
+    wait_until(lambda: writer.backlog - writer.spilled <= 100 + 10)
+    assert writer.backlog == 1000 and writer.spilled >= 1000 - 110
+    lines = [line for path in segments(spill) for line in path.read_text().splitlines()]
+    assert len(lines) == writer.spilled
+    # On disk: what followed the batch in flight, in order.
+    on_disk = [json.loads(line)["id"] for line in lines]
+    offset = ids(records).index(on_disk[0])
+    assert offset <= 10 and on_disk == ids(records)[offset : offset + len(on_disk)]
+    fake_store.down = False
+    assert writer.flush(10)
+    assert fake_store.ids == ids(records)
+    assert segments(spill) == []
+    assert writer.spilled_total >= 890 and writer.dropped_total == 0
+
+
+def test_stop_during_an_outage_keeps_every_row_for_the_next_start(
+    make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    spill = tmp_path / "spill"
+    down = FakeStore()
+    down.down = True
+    first = make_writer(down, batch_size=10, max_buffer=100, spill_dir=spill)
+    first.start()
+    records = new_records(300)
+    first.submit(records)
+    wait_until(lambda: first.failed_batches_total >= 1)
+    first.stop(timeout=0.2)
+    assert first.dropped_total == 0
+    on_disk = [json.loads(line)["id"] for p in segments(spill) for line in p.read_text().split()]
+    assert on_disk == ids(records)  # the batch in flight was put first
+
+    up = FakeStore()
+    second = make_writer(up, batch_size=10, spill_dir=spill)
+    second.start()
+    assert second.flush(10)
+    assert up.ids == ids(records)
+    assert segments(spill) == [] and second.backlog == 0
+
+
+def test_rows_submitted_after_stop_are_counted_as_dropped(
+    fake_store: FakeStore, make_writer: WriterFactory
+) -> None:
+    writer = make_writer(fake_store)
+    writer.start()
+    records = new_records(123)
+    writer.submit(records)
+    writer.stop(timeout=5)
+    assert fake_store.ids == ids(records)
+    writer.submit(new_records(2))
+    assert writer.dropped_total == 2 and fake_store.ids == ids(records)
+
+
+def test_a_spill_dir_has_one_writer(
+    fake_store: FakeStore, make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    make_writer(fake_store, spill_dir=tmp_path).start()
+    with pytest.raises(RuntimeError, match="another writer"):
+        make_writer(fake_store, spill_dir=tmp_path).start()
+
+
+def test_a_refused_row_is_set_aside_and_the_rest_written(
+    fake_store: FakeStore, make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    records = new_records(50)
+    bad = records[17]
+    fake_store.refuse.add(bad.id)
+    writer = make_writer(fake_store, batch_size=50, spill_dir=tmp_path)
+    writer.start()
+    writer.submit(records)
+    assert writer.flush(5)
+    assert fake_store.ids == [r.id for r in records if r is not bad]
+    assert writer.rejected_total == 1
+    rejected = [json.loads(line) for line in (tmp_path / REJECTED).read_text().splitlines()]
+    assert [entry["record"]["id"] for entry in rejected] == [bad.id]
+    assert "refused by the test" in rejected[0]["error"]
+
+
+def test_a_record_the_real_store_cannot_take_is_set_aside(
+    sqlite_url: str, make_writer: WriterFactory
+) -> None:
+    with RecordStore(sqlite_url) as store:
+        store.migrate()
+        writer = make_writer(store, batch_size=20)
+        writer.start()
+        good = new_records(30)
+        writer.submit([*good[:10], new_record(latency_ms=float("nan")), *good[10:]])
+        assert writer.flush(5)
+        assert store.count() == 30 and writer.rejected_total == 1
+
+
+def test_without_spill_dir_a_full_buffer_drops_the_oldest(
+    fake_store: FakeStore, make_writer: WriterFactory
+) -> None:
+    writer = make_writer(fake_store, max_buffer=100)
+    records = new_records(150)
+    writer.submit(records)  # before start: nothing can leave memory yet
+    assert writer.dropped_total == 50
+    writer.start()
+    assert writer.flush(5)
+    assert fake_store.ids == ids(records[50:])
+
+
+def test_a_torn_spill_line_is_set_aside_and_the_rest_replayed(
+    fake_store: FakeStore, make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    records = new_records(3)
+    torn = encode(new_record())[:40]
+    segment = tmp_path / f"{FIRST_SEQ:020d}{SUFFIX}"
+    segment.write_text("".join(encode(r) for r in records) + "not json\n" + torn)
+    writer = make_writer(fake_store, spill_dir=tmp_path)
+    writer.start()
+    assert writer.flush(5)
+    assert fake_store.ids == ids(records)
+    assert writer.rejected_total == 2 and not segment.exists()
+    assert len((tmp_path / REJECTED).read_text().splitlines()) == 2
+
+
+def test_flush_before_start_does_not_hang(
+    fake_store: FakeStore, make_writer: WriterFactory
+) -> None:
+    writer = make_writer(fake_store)
+    assert writer.flush(0.1)  # nothing submitted
+    writer.submit(new_records(1))
+    assert not writer.flush(0.1)
+
+
+def test_concurrent_submitters_lose_nothing_on_a_real_database(
+    database_url: str, make_writer: WriterFactory
+) -> None:
+    threads, per_thread = 16, 1000
+    with RecordStore(database_url) as store:
+        store.migrate()
+        writer = make_writer(store, batch_size=500)
+        writer.start()
+        start = threading.Barrier(threads)
+
+        def serve() -> None:
+            start.wait()
+            records = new_records(per_thread)
+            for i in range(0, per_thread, 3):  # requests of 1 to 3 instances
+                writer.submit(records[i : i + 1 + i % 3])
+                writer.submit(records[i + 1 + i % 3 : i + 3])
+
+        workers = [threading.Thread(target=serve) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert writer.flush(60)
+        assert store.count() == threads * per_thread
+        assert writer.written_total == threads * per_thread
+        assert writer.failed_batches_total == 0 and writer.backlog == 0
