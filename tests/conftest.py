@@ -8,6 +8,7 @@ server and loop tests all use (read-only: tests that change the registry make th
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -90,3 +91,24 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistr
         state_dir=state,
         tracking_uri=f"sqlite:///{state / 'mlflow.db'}",
     )
+
+
+def copy_workspace(target: Path) -> Path:
+    """The files a clone would have (tracked and new, not ignored; DVC data not pulled), as a new
+    git + DVC repository: a workspace tests may change (land data, import, retrain)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=target, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=target, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "snapshot"], cwd=target, check=True)
+    return target

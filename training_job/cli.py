@@ -25,7 +25,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-RAW = Path("data/raw/cal_housing.data")
+RAW = Path("data/raw")
+RAW_HELP = "Raw data: a file, or the folder of the original file and landed batches."
 PREPARED = Path("data/prepared")
 MODELS = Path("models/candidates")
 METRICS = Path("metrics")
@@ -82,19 +83,21 @@ def _run(step: Callable[[], Any]) -> Any:
 
 @app.command()
 def validate(
-    raw: Annotated[Path, typer.Argument(help="Raw data file to check.")] = RAW,
+    raw: Annotated[Path, typer.Argument(help="Raw data file or folder to check.")] = RAW,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
-    """Check a raw data file (columns, types, nulls, ranges, impossible values, row count)."""
-    from training_job.validate import read_raw
+    """Check raw data (columns, types, nulls, ranges, impossible values, row count)."""
+    from training_job.datafile import data_files
+    from training_job.validate import read_raw_files
 
-    frame = _run(lambda: read_raw(raw, load_params(params).prepare.min_rows))
+    min_rows = load_params(params).prepare.min_rows
+    frame = _run(lambda: read_raw_files(data_files(raw), raw.as_posix(), min_rows))
     typer.echo(f"{raw}: OK, {len(frame)} rows")
 
 
 @app.command()
 def prepare(
-    raw: Annotated[Path, typer.Option(help="Raw data file (DVC-tracked).")] = RAW,
+    raw: Annotated[Path, typer.Option(help=RAW_HELP)] = RAW,
     out: PreparedOpt = PREPARED,
     metrics: MetricsOpt = METRICS,
     params: ParamsOpt = DEFAULT_PARAMS,
@@ -170,7 +173,7 @@ def register(
 
 @app.command()
 def pipeline(
-    raw: Annotated[Path, typer.Option(help="Raw data file (DVC-tracked).")] = RAW,
+    raw: Annotated[Path, typer.Option(help=RAW_HELP)] = RAW,
     params: ParamsOpt = DEFAULT_PARAMS,
     workspace: Annotated[
         Path, typer.Option(help="Folder under which prepared data, models, metrics, plots go.")
@@ -181,12 +184,37 @@ def pipeline(
     `dvc repro` runs the same steps as separate stages and skips those whose inputs did not
     change; this command always runs all four (what a Kubernetes Job does).
     """
-    prepared, models = workspace / PREPARED, workspace / MODELS
-    metrics, plots = workspace / METRICS, workspace / PLOTS
-    prepare(raw=raw, out=prepared, metrics=metrics, params=params)
-    train(prepared=prepared, models=models, metrics=metrics, params=params)
-    evaluate(prepared=prepared, models=models, metrics=metrics, plots=plots, params=params)
-    register(prepared=prepared, models=models, metrics=metrics, params=params)
+    from training_job.pipeline import Layout, run_pipeline
+    from training_job.register import as_dict
+
+    settings = TrainingSettings()
+    result = _run(lambda: run_pipeline(raw, Layout(workspace), load_params(params), settings))
+    typer.echo(json.dumps(as_dict(result), indent=2))
+
+
+@app.command()
+def retrain(
+    params: ParamsOpt = DEFAULT_PARAMS,
+    force: Annotated[
+        bool, typer.Option(help="Run even if no trigger fired, when disabled or too soon.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the decision; change nothing.")] = False,
+    source: Annotated[str, typer.Option(help="Who asked (cli, cron, api): recorded.")] = "cli",
+) -> None:
+    """Decide whether to retrain (new data, live error, drift, age), then maybe run the
+    pipeline, gate and promote. Exit 0 when done or skipped, 4 when a run is already going."""
+    from training_job.retrain import retrain as run_retrain
+
+    settings = TrainingSettings()
+    result = _run(
+        lambda: run_retrain(
+            settings, load_params(params), force=force, dry_run=dry_run, source=source
+        )
+    )
+    typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    if result.outcome == "already_running":
+        typer.echo(f"error: {result.error}", err=True)
+        raise typer.Exit(4)
 
 
 @app.command()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from training_job.datafile import dvc_recorded_md5, file_md5
+from training_job.datafile import data_digest, data_files, dvc_recorded_md5, file_md5
 from training_job.features import assign_splits, derive_features, split_buckets
 from training_job.io import read_json, write_json
 from training_job.params import PrepareParams
 from training_job.profile import PROFILE_FILENAME, build_profile
-from training_job.validate import read_raw
+from training_job.validate import read_raw_files
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,18 @@ class Prepared:
 
 
 def prepare(raw_path: Path, out_dir: Path, metrics_path: Path, params: PrepareParams) -> dict:
-    """Validate `raw_path` and write the splits, the profile and the data info to `out_dir`.
+    """Validate the raw data at `raw_path` (a file, or the folder of the original file and the
+    landed batches) and write the splits, the profile and the data info to `out_dir`.
 
-    Raises DataValidationError before writing anything if the file is not fit for training.
+    Raises DataValidationError before writing anything if the data is not fit for training.
     """
-    raw = read_raw(raw_path, min_rows=params.min_rows)
-    digest = file_md5(raw_path)
-    recorded = dvc_recorded_md5(raw_path)
-    if recorded is not None and recorded != digest:
-        log.warning("%s differs from its .dvc record (%s); run `dvc add`", raw_path, recorded)
+    files = data_files(raw_path)
+    raw = read_raw_files(files, raw_path.as_posix(), min_rows=params.min_rows)
+    digest = data_digest(raw_path)
+    for path in files:
+        recorded = dvc_recorded_md5(path)
+        if recorded is not None and recorded != file_md5(path):
+            log.warning("%s differs from its .dvc record (%s); run `dvc add`", path, recorded)
 
     frame = derive_features(raw)
     split = assign_splits(
@@ -59,6 +62,7 @@ def prepare(raw_path: Path, out_dir: Path, metrics_path: Path, params: PreparePa
         "source": raw_path.as_posix(),
         "digest": digest,
         "rows": len(frame),
+        "files": [p.as_posix() for p in files],
         "split_rows": counts,
         "split_salt": params.split_salt,
     }

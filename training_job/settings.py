@@ -32,6 +32,27 @@ class TrainingSettings(BaseSettings):
     """OpenMP/BLAS threads for fitting and scoring. One by default: on a small node shared with
     other pods, OpenMP threads that spin-wait for a busy core slow a fit down by 10x or more."""
 
+    serving_database_url: str | None = None
+    """The serving database (prediction log, feedback, retraining policy, decisions and lease);
+    unset means the embedded SQLite file the server uses by default, state/serving.db."""
+
+    landing_url: str | None = None
+    """Where new data lands: a local folder (default state/landing) or a URL DVC reads
+    (s3://bucket/prefix). Each new file is imported with `dvc import-url`."""
+
+    workspace: Path = Path()
+    """The DVC workspace (dvc.yaml, params.yaml, data/raw). A Job points it at a writable copy."""
+
+    lease_ttl_seconds: float = Field(default=120.0, gt=0)
+    """A retrain holds its lease this long between heartbeats: a killed run blocks the next one
+    for at most this long."""
+
+    live_window: int = Field(default=1000, ge=10, le=10_000)
+    """Most recent predictions with feedback that live error is computed over."""
+
+    drift_window: int = Field(default=1000, ge=10, le=10_000)
+    """Most recent predictions that input drift is computed over."""
+
     git_commit: str | None = None
     """Commit of the code, for images built without .git (set at build time)."""
 
@@ -44,6 +65,16 @@ class TrainingSettings(BaseSettings):
         if self.tracking_uri:
             return self.tracking_uri
         return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def resolved_serving_database_url(self) -> str:
+        if self.serving_database_url:
+            return self.serving_database_url
+        return f"sqlite:///{(self.state_dir / 'serving.db').resolve()}"
+
+    @property
+    def resolved_landing_url(self) -> str:
+        return self.landing_url or str((self.state_dir / "landing").resolve())
 
     @property
     def embedded_artifact_root(self) -> str:

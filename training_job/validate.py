@@ -7,7 +7,7 @@ Every problem found is collected (not just the first) and reported with the colu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +27,11 @@ class Problem:
     message: str
     column: str | None = None
     lines: tuple[int, ...] = ()
+    file: str | None = None
 
     def __str__(self) -> str:
         where = f"column '{self.column}': " if self.column else ""
-        text = f"[{self.check}] {where}{self.message}"
+        text = f"[{self.check}] {f'{self.file}: ' if self.file else ''}{where}{self.message}"
         if self.lines:
             shown = ", ".join(str(n) for n in self.lines[:_MAX_LINES_SHOWN])
             more = len(self.lines) - _MAX_LINES_SHOWN
@@ -126,6 +127,27 @@ def read_raw(path: str | Path, min_rows: int) -> pd.DataFrame:
     if problems:
         raise DataValidationError(str(path), problems)
     return frame
+
+
+def read_raw_files(files: list[Path], source: str, min_rows: int) -> pd.DataFrame:
+    """Read and validate several raw files (the original and landed batches) as one data set.
+
+    Every file is checked; problems name their file. The row count applies to the total.
+    """
+    if not files:
+        raise DataValidationError(source, [Problem("file", "no data files (*.data, *.csv)")])
+    frames, problems = [], []
+    for path in files:
+        try:
+            frames.append(read_raw(path, min_rows=1))
+        except DataValidationError as exc:
+            problems += [replace(p, file=path.name) for p in exc.problems]
+    rows = sum(len(f) for f in frames)
+    if not problems and rows < min_rows:
+        problems.append(Problem("row-count", f"{rows} data rows, at least {min_rows} are required"))
+    if problems:
+        raise DataValidationError(source, problems)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _check_range(values: pd.Series, column: str, problems: list[Problem]) -> None:

@@ -5,46 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO, pipeline_env
+from ..conftest import REPO, copy_workspace, pipeline_env
 
 pytestmark = pytest.mark.slow
 
 DVC = [sys.executable, "-m", "dvc"]
 
 
-def checkout_copy(target: Path) -> Path:
-    """The files git would give a clone (tracked and new, not ignored), as a new repository."""
-    listed = (
-        subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=target, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=target, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "snapshot"], cwd=target, check=True)
-    return target
-
-
 def test_fresh_checkout_pulls_and_reproduces(tmp_path: Path) -> None:
-    work = checkout_copy(tmp_path / "clone")
+    work = copy_workspace(tmp_path / "clone")
     env = pipeline_env(work / "state")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     assert not (work / "data/raw/cal_housing.data").exists()

@@ -1,0 +1,88 @@
+"""Gather the decision's signals: registry, data version, live error, drift, history."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from model_server.drift import profile_drift
+from model_server.records import RecordStore
+from model_server.records.retrain import RetrainStore
+from training_job.datafile import data_digest
+from training_job.decide import Signals
+from training_job.metrics import regression_metrics
+from training_job.register import CHAMPION
+from training_job.settings import TrainingSettings
+
+
+def _champion(model_name: str) -> tuple[Any, dict[str, Any] | None]:
+    try:
+        version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None, None
+    profile_dir = mlflow.artifacts.download_artifacts(
+        f"models:/{model_name}/{version.version}/extra_files"
+    )
+    profile = json.loads((Path(profile_dir) / "feature_profile.json").read_text())
+    return version, profile
+
+
+def live_r2(records: RecordStore, version: str, window: int) -> tuple[float | None, int]:
+    pairs = records.labelled(version, limit=window)
+    if len(pairs) < 2:
+        return None, len(pairs)
+    output, actual = np.array(pairs).T
+    return regression_metrics(actual, output)["r2"], len(pairs)
+
+
+def input_drift(records: RecordStore, profile: dict[str, Any], window: int) -> dict[str, float]:
+    names = [f["name"] for f in profile["features"]]
+    rows = [
+        [r["inputs"][n] for n in names]
+        for r in records.recent(window)
+        if r.get("inputs") and 200 <= r["status"] < 300 and all(n in r["inputs"] for n in names)
+    ]
+    if not rows:
+        return {}
+    return {d.feature: d.psi for d in profile_drift(profile, np.array(rows, dtype="float64"))}
+
+
+def gather(
+    settings: TrainingSettings,
+    model_name: str,
+    raw: Path,
+    records: RecordStore,
+    retrain: RetrainStore,
+) -> Signals:
+    version, profile = _champion(model_name)
+    last_run = retrain.last_run_started()
+    if version is None or profile is None:
+        return Signals(
+            now=datetime.now(UTC), data_digest=data_digest(raw), last_retrain_at=last_run
+        )
+    created = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC)
+    latest = MlflowClient().search_model_versions(
+        f"name = '{model_name}'", max_results=1, order_by=["creation_timestamp DESC"]
+    )
+    r2, samples = live_r2(records, str(version.version), settings.live_window)
+    return Signals(
+        now=datetime.now(UTC),
+        data_digest=data_digest(raw),
+        champion_version=str(version.version),
+        champion_digest=version.tags.get("data_digest"),
+        latest_digest=latest[0].tags.get("data_digest") if latest else None,
+        latest_version=str(latest[0].version) if latest else None,
+        champion_test_r2=float(version.tags["test_r2"]) if "test_r2" in version.tags else None,
+        live_r2=r2,
+        live_samples=samples,
+        drift=input_drift(records, profile, settings.drift_window),
+        last_retrain_at=last_run,
+        champion_since=max(created, last_run) if last_run else created,
+    )
