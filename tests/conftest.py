@@ -32,11 +32,39 @@ class TrainedRegistry:
         return pipeline_env(self.state_dir, self.tracking_uri)
 
 
+_EMPTY_MLFLOW_DB: list[Path] = []
+
+
+def _seed_embedded_store(state_dir: Path) -> None:
+    """Start a new embedded MLflow store from an empty one made once per test session.
+
+    Creating MLflow's schema runs some fifty migrations (5 s or more here); every test that
+    needs a fresh store would pay it. The copy is exactly what MLflow would have created.
+    """
+    target = state_dir / "mlflow.db"
+    if target.exists():
+        return
+    if not _EMPTY_MLFLOW_DB:
+        import tempfile
+
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        folder = Path(tempfile.mkdtemp(prefix="mlflow-empty-"))
+        SqlAlchemyStore(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts"))
+        _EMPTY_MLFLOW_DB.append(folder / "mlflow.db")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(_EMPTY_MLFLOW_DB[0], target)
+
+
 def pipeline_env(state_dir: Path, tracking_uri: str | None = None) -> dict[str, str]:
+    """The environment of a training job using `state_dir` (and its embedded MLflow store
+    unless `tracking_uri` names another)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TRAINING_"))}
     env["TRAINING_STATE_DIR"] = str(state_dir)
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
+    else:
+        _seed_embedded_store(state_dir)
     return env
 
 
