@@ -71,7 +71,7 @@ def _errors() -> Iterator[None]:
     except (ParamsError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    except (StaleRunsError, MlflowException, FileNotFoundError) as exc:
+    except (StaleRunsError, MlflowException, FileNotFoundError, RuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -171,23 +171,44 @@ def register(
     typer.echo(json.dumps(as_dict(result), indent=2))
 
 
+def _workspace(settings: TrainingSettings) -> TrainingSettings:
+    """The settings with their workspace made ready (copied, remote set, data pulled)."""
+    from training_job.workspace import materialize
+
+    ready = _run(lambda: materialize(settings.workspace, Path.cwd(), settings.dvc_remote))
+    return settings.model_copy(update={"workspace": ready})
+
+
 @app.command()
 def pipeline(
-    raw: Annotated[Path, typer.Option(help=RAW_HELP)] = RAW,
-    params: ParamsOpt = DEFAULT_PARAMS,
+    raw: Annotated[
+        Path | None, typer.Option(help=f"{RAW_HELP} [default: WORKSPACE/data/raw]")
+    ] = None,
+    params: Annotated[
+        Path | None, typer.Option(help="params.yaml [default: WORKSPACE/params.yaml]")
+    ] = None,
     workspace: Annotated[
-        Path, typer.Option(help="Folder under which prepared data, models, metrics, plots go.")
-    ] = Path(),
+        Path | None,
+        typer.Option(
+            help="Folder under which prepared data, models, metrics, plots go "
+            "[default: TRAINING_WORKSPACE, else the current folder]."
+        ),
+    ] = None,
 ) -> None:
     """The whole pipeline in one process: prepare, train, evaluate, register.
 
     `dvc repro` runs the same steps as separate stages and skips those whose inputs did not
-    change; this command always runs all four (what a Kubernetes Job does).
+    change; this command always runs all four (what the initial Kubernetes Job does).
     """
     from training_job.pipeline import Layout, run_pipeline
     from training_job.register import as_dict
 
     settings = TrainingSettings()
+    if workspace is None:
+        settings = _workspace(settings)
+        workspace = settings.workspace
+    raw = raw or workspace / RAW
+    params = params or workspace / DEFAULT_PARAMS
     result = _run(lambda: run_pipeline(raw, Layout(workspace), load_params(params), settings))
     typer.echo(json.dumps(as_dict(result), indent=2))
 
@@ -205,7 +226,7 @@ def retrain(
     pipeline, gate and promote. Exit 0 when done or skipped, 4 when a run is already going."""
     from training_job.retrain import retrain as run_retrain
 
-    settings = TrainingSettings()
+    settings = _workspace(TrainingSettings())
     result = _run(
         lambda: run_retrain(
             settings, load_params(params), force=force, dry_run=dry_run, source=source

@@ -41,7 +41,12 @@ class TrainingSettings(BaseSettings):
     (s3://bucket/prefix). Each new file is imported with `dvc import-url`."""
 
     workspace: Path = Path()
-    """The DVC workspace (dvc.yaml, params.yaml, data/raw). A Job points it at a writable copy."""
+    """The DVC workspace (dvc.yaml, params.yaml, data/raw). A Job points it at a writable
+    volume: the project's pipeline files are copied there and the raw data pulled."""
+
+    dvc_remote: str | None = None
+    """DVC remote URL for the raw data (a PVC path, s3://bucket/prefix with AWS_* credentials
+    from a Secret); unset means the project's default remote (dvc-remote/ in the repository)."""
 
     lease_ttl_seconds: float = Field(default=120.0, gt=0)
     """A retrain holds its lease this long between heartbeats: a killed run blocks the next one
