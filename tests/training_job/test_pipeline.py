@@ -46,7 +46,9 @@ def test_champion_is_registered_with_its_contract(trained_registry: TrainedRegis
     inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"cal_housing-train", "cal_housing-val", "cal_housing-test"}
     assert all(d.digest == tags["data_digest"] for d in inputs.values())
-    assert inputs["cal_housing-train"].source.endswith("data/raw/cal_housing.data")
+    assert json.loads(inputs["cal_housing-train"].source)["uri"].endswith(
+        "data/raw/cal_housing.data"
+    )
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {
         "plots/predicted_vs_actual.png",
