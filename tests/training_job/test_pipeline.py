@@ -178,7 +178,7 @@ def set_field(row: str, index: int, value: str) -> str:
         (lambda rows: [*rows[:10], rows[10].replace(",", ";"), *rows[11:]], "[column-count]"),
         (
             lambda rows: [set_field(rows[0], 6, "0"), *rows[1:]],
-            "[impossible] column 'households'",
+            "[impossible] cal_housing.data: column 'households'",
         ),
         (lambda rows: [*rows[:3], set_field(rows[3], 5, "-12"), *rows[4:]], "column 'population'"),
         (lambda rows: rows[:500], "[row-count]"),
