@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol as Interface
 
@@ -34,6 +35,15 @@ def elapsed(started: float | None) -> float:
     return 0.0 if started is None else time.perf_counter() - started
 
 
+@dataclass(frozen=True)
+class ShadowPrediction:
+    """What the challenger predicted, in shadow, for the instances of a served request."""
+
+    version: str
+    predictions: np.ndarray
+    seconds: float
+
+
 class Accountant:
     def __init__(self, model_name: str, metrics: ServerMetrics, sink: RecordSink) -> None:
         self.model_name = model_name
@@ -50,30 +60,56 @@ class Accountant:
         predictions: np.ndarray,
         request_id: str,
         started: float | None,
+        shadow: ShadowPrediction | None = None,
     ) -> list[str]:
-        """Log and count a served request; the prediction ids, one per instance."""
+        """Log and count a served request (and the challenger's shadow predictions of it,
+        each naming the served prediction it shadows); the prediction ids, one per instance."""
         seconds = elapsed(started)
         created = datetime.now(UTC)
         ids = new_ids(len(predictions))
         values: list[float] = predictions.tolist()
-        self.sink.submit(
-            [
+        inputs = [dict(zip(names, row, strict=True)) for row in features.tolist()]
+        records = [
+            PredictionRecord(
+                id=prediction_id,
+                request_id=request_id,
+                created_at=created,
+                model_name=self.model_name,
+                model_version=version,
+                protocol=protocol,
+                inputs=row,
+                output=value,
+                latency_ms=seconds * 1000.0,
+                status=200,
+                error=None,
+            )
+            for prediction_id, row, value in zip(ids, inputs, values, strict=True)
+        ]
+        if shadow is not None:
+            shadow_values: list[float] = shadow.predictions.tolist()
+            records += [
                 PredictionRecord(
-                    id=prediction_id,
+                    id=shadow_id,
                     request_id=request_id,
                     created_at=created,
                     model_name=self.model_name,
-                    model_version=version,
+                    model_version=shadow.version,
                     protocol=protocol,
-                    inputs=dict(zip(names, row, strict=True)),
+                    inputs=row,
                     output=value,
-                    latency_ms=seconds * 1000.0,
+                    latency_ms=shadow.seconds * 1000.0,
                     status=200,
                     error=None,
+                    shadow_of=served_id,
                 )
-                for prediction_id, row, value in zip(ids, features.tolist(), values, strict=True)
+                for shadow_id, served_id, row, value in zip(
+                    new_ids(len(ids)), ids, inputs, shadow_values, strict=True
+                )
             ]
-        )
+            self.metrics.shadow_predicted(shadow.version, "ok", shadow_values)
+        # Served and shadow rows queued together: they reach the database in the same batch
+        # (or the next), before feedback for the served prediction can come.
+        self.sink.submit(records)
         self.metrics.request_succeeded(version, protocol, seconds, values)
         return ids
 

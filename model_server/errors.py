@@ -84,6 +84,10 @@ class NotFoundError(ModelServerError):
     status_code = 404
 
 
+class ConflictError(ModelServerError):
+    status_code = 409
+
+
 class PayloadTooLargeError(ModelServerError):
     status_code = 413
 

@@ -7,9 +7,12 @@ own), or into a private registry in tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # Seconds: a one-row request takes about a millisecond, a 1000-row batch tens of them.
 LATENCY_BUCKETS = (
@@ -17,6 +20,162 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 # Units of $100,000; the training target is capped at 5.00001.
 VALUE_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
+# Outcomes of recorded retraining decisions (model_server/records/retrain.py), exported even
+# at zero so that rates and alerts see them from the start.
+DECISION_OUTCOMES = (
+    "skipped", "already_running", "running", "promoted", "not_promoted", "failed", "abandoned",
+)  # fmt: skip
+SHADOW_OUTCOMES = ("ok", "refused", "failed")
+
+
+@dataclass(frozen=True)
+class VersionSignals:
+    """The live signals of one served version (champion or challenger)."""
+
+    version: str
+    window: int  # inputs in the drift window
+    drift: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # feature: (psi, ks)
+    feedback_samples: int = 0  # newest predictions with feedback, at most LIVE_WINDOW
+    live: Mapping[str, float] | None = None  # r2, rmse, mae over those
+    coverage: float | None = None  # with feedback / predicted, among the newest predictions
+    offline_r2: float | None = None  # the version's test_r2 tag
+
+
+@dataclass(frozen=True)
+class RetrainSignals:
+    running: bool
+    decisions: Mapping[str, int]  # recorded decisions by outcome
+    last_decision: float | None  # Unix time of the newest decision
+    last_success: float | None  # finished_at of the newest promoted / not_promoted decision
+    last_go_unpromoted: bool  # the newest run that went and finished was not promoted
+
+
+@dataclass(frozen=True)
+class Signals:
+    """One consistent set of background-computed gauges, replaced as a whole."""
+
+    versions: tuple[VersionSignals, ...] = ()
+    retrain: RetrainSignals | None = None
+
+
+class SignalsCollector(Collector):
+    """Exports the latest `Signals`: a scrape sees one whole set, and series of versions no
+    longer served disappear with the set that dropped them."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.signals = Signals()
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return list(self._families(Signals()))
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        return list(self._families(self.signals))
+
+    def _families(self, signals: Signals) -> Iterator[GaugeMetricFamily]:
+        name = self.model_name
+        versioned = ["model_name", "model_version"]
+
+        def gauge(metric: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+            return GaugeMetricFamily(metric, doc, labels=labels)
+
+        psi = gauge(
+            "model_server_feature_drift_psi",
+            "PSI of the drift window's inputs against the version's feature profile "
+            "(< 0.1 no shift, > 0.2 significant).",
+            [*versioned, "feature"],
+        )
+        ks = gauge(
+            "model_server_feature_drift_ks",
+            "Two-sample Kolmogorov-Smirnov statistic of the drift window against the profile's "
+            "reference sample.",
+            [*versioned, "feature"],
+        )
+        window = gauge(
+            "model_server_drift_window_size",
+            "Validated inputs in the version's drift window.",
+            versioned,
+        )
+        r2 = gauge("model_server_live_r2", "R² of the newest predictions with feedback.", versioned)
+        rmse = gauge(
+            "model_server_live_rmse",
+            "RMSE ($100,000) of the newest predictions with feedback.",
+            versioned,
+        )
+        mae = gauge(
+            "model_server_live_mae",
+            "MAE ($100,000) of the newest predictions with feedback.",
+            versioned,
+        )
+        samples = gauge(
+            "model_server_live_feedback_samples",
+            "Predictions with feedback that live error is computed over.",
+            versioned,
+        )
+        coverage = gauge(
+            "model_server_feedback_coverage",
+            "Share of the newest predictions that have feedback.",
+            versioned,
+        )
+        offline = gauge(
+            "model_server_model_offline_r2",
+            "Test R² of the version, from its registry tag test_r2.",
+            versioned,
+        )
+        for v in signals.versions:
+            labels = [name, v.version]
+            window.add_metric(labels, v.window)
+            for feature, (psi_value, ks_value) in v.drift.items():
+                psi.add_metric([*labels, feature], psi_value)
+                ks.add_metric([*labels, feature], ks_value)
+            samples.add_metric(labels, v.feedback_samples)
+            if v.live is not None:
+                r2.add_metric(labels, v.live["r2"])
+                rmse.add_metric(labels, v.live["rmse"])
+                mae.add_metric(labels, v.live["mae"])
+            if v.coverage is not None:
+                coverage.add_metric(labels, v.coverage)
+            if v.offline_r2 is not None:
+                offline.add_metric(labels, v.offline_r2)
+        yield from (psi, ks, window, r2, rmse, mae, samples, coverage, offline)
+
+        running = gauge(
+            "model_server_retrain_running",
+            "1 while a retraining run holds the lease in the serving database.",
+            ["model_name"],
+        )
+        last_success = gauge(
+            "model_server_retrain_last_success_timestamp_seconds",
+            "When the newest retraining run that reached a verdict (promoted or not) finished.",
+            ["model_name"],
+        )
+        last_decision = gauge(
+            "model_server_retrain_last_decision_timestamp_seconds",
+            "When the newest retraining decision (taken or skipped) was made.",
+            ["model_name"],
+        )
+        decisions = gauge(
+            "model_server_retrain_decisions",
+            "Recorded retraining decisions by outcome.",
+            ["model_name", "outcome"],
+        )
+        unpromoted = gauge(
+            "model_server_retrain_last_go_unpromoted",
+            "1 if the newest run that went and finished did not end promoted.",
+            ["model_name"],
+        )
+        retrain = signals.retrain
+        if retrain is not None:
+            running.add_metric([name], float(retrain.running))
+            if retrain.last_success is not None:
+                last_success.add_metric([name], retrain.last_success)
+            if retrain.last_decision is not None:
+                last_decision.add_metric([name], retrain.last_decision)
+            counts = dict.fromkeys(DECISION_OUTCOMES, 0) | dict(retrain.decisions)
+            for outcome, count in sorted(counts.items()):
+                decisions.add_metric([name, outcome], count)
+            unpromoted.add_metric([name], float(retrain.last_go_unpromoted))
+        yield from (running, last_success, last_decision, decisions, unpromoted)
 
 
 class ServerMetrics:
@@ -86,6 +245,22 @@ class ServerMetrics:
             ["model_name"],
             registry=registry,
         )
+        self.challenger_info = Gauge(
+            "model_server_challenger_info",
+            "The challenger version loaded beside the champion (value 1), and how it is used "
+            "(mode shadow or canary).",
+            ["model_name", "model_version", "run_id", "backend", "mode"],
+            registry=registry,
+        )
+        self.shadow_predictions = Counter(
+            "model_server_shadow_predictions",
+            "Requests the challenger predicted in shadow, by outcome (ok; refused by its "
+            "contract; failed).",
+            ["model_name", "model_version", "outcome"],
+            registry=registry,
+        )
+        self.signals = SignalsCollector(model_name)
+        registry.register(self.signals)
         self.model_ready.labels(model_name).set(0)
         self.inflight.labels(model_name).set(0)
         for outcome in ("success", "failure"):
@@ -109,6 +284,22 @@ class ServerMetrics:
         self.model_info.clear()
         self.model_info.labels(self.model_name, version, run_id, backend).set(1)
         self.model_ready.labels(self.model_name).set(1)
+
+    def challenger_swapped(self, version: str, run_id: str, backend: str, mode: str) -> None:
+        self.challenger_info.clear()
+        self.challenger_info.labels(self.model_name, version, run_id, backend, mode).set(1)
+
+    def challenger_withdrawn(self) -> None:
+        self.challenger_info.clear()
+
+    def shadow_predicted(self, version: str, outcome: str, values: Iterable[float] = ()) -> None:
+        self.shadow_predictions.labels(self.model_name, version, outcome).inc()
+        histogram = self.prediction_value.labels(self.model_name, version)
+        for value in values:
+            histogram.observe(value)
+
+    def publish_signals(self, signals: Signals) -> None:
+        self.signals.signals = signals  # one reference: a scrape sees the old set or the new
 
     def model_unloaded(self) -> None:
         self.model_ready.labels(self.model_name).set(0)

@@ -1,24 +1,34 @@
-"""The KServe model: preprocess takes the served version once, predict runs off the event loop.
+"""The KServe model: preprocess takes the served versions once, predict runs off the event loop.
 
-Hot swap: `publish` replaces one reference to an immutable LoadedModel. A request reads that
-reference once, in preprocess, and uses the same LoadedModel (contract, backend, version) to
-its end, so a swap in the middle of a request cannot mix two versions.
+Hot swap: `publish` (and `publish_challenger`) replace one reference to an immutable pair of
+LoadedModels. A request reads that reference once, in preprocess, and uses the same versions
+(contract, backend, version) to its end, so a swap in the middle of a request cannot mix two.
+
+With a challenger loaded (CHALLENGER_MODE), preprocess also decides who answers: in shadow
+mode the champion answers and the challenger predicts the same instances beside it (logged as
+shadow rows); in canary mode the challenger answers CANARY_PERCENT of the requests, the same
+way every time for a request that carries a key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import random
+import threading
+import time
 import uuid
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import orjson
 from kserve import InferRequest, InferResponse, Model
 
-from model_server.accounting import REQUEST_STARTED, Accountant
+from model_server.accounting import REQUEST_STARTED, Accountant, ShadowPrediction
 from model_server.errors import (
     MODEL_VERSION_HEADER,
     BadRequestError,
@@ -37,19 +47,61 @@ from model_server.protocol import (
     v2_features,
     v2_response,
 )
+from model_server.settings import ChallengerMode
+from model_server.signals import InputWindows
 
 log = logging.getLogger(__name__)
+
+# Canary routing key: the X-Request-Key header, or the v2 request parameter of this name.
+REQUEST_KEY_HEADER = "x-request-key"
+REQUEST_KEY_PARAMETER = "request_key"
+
+
+def key_share(key: str) -> float:
+    """Where a request key falls in [0, 100): the first 8 bytes of its SHA-256 as a fraction.
+    Stable across processes and replicas (unlike Python's hash())."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100.0
+
+
+class CanaryRouter:
+    """Sends `percent` of requests to the challenger: by key when given, else at random."""
+
+    def __init__(self, percent: float, draw: Callable[[], float] = random.random) -> None:
+        self.percent = percent
+        self._draw = draw
+
+    def to_challenger(self, key: str | None) -> bool:
+        share = key_share(key) if key is not None else self._draw() * 100.0
+        return share < self.percent
+
+
+def request_key(headers: Mapping[str, str] | None, payload: Any) -> str | None:
+    key = (headers or {}).get(REQUEST_KEY_HEADER)
+    if not key and isinstance(payload, InferRequest) and isinstance(payload.parameters, dict):
+        value = payload.parameters.get(REQUEST_KEY_PARAMETER)
+        key = None if value is None else str(value)
+    return key or None
+
+
+@dataclass(frozen=True)
+class Served:
+    """The versions loaded now; replaced as a whole, never changed."""
+
+    champion: LoadedModel | None = None
+    challenger: LoadedModel | None = None
 
 
 @dataclass(frozen=True)
 class Job:
-    """A request bound to the model version that will answer it."""
+    """A request bound to the model version that will answer it (and the one in shadow)."""
 
     loaded: LoadedModel
     protocol: Protocol
     payload: Any
     request_id: str
     started: float | None
+    shadow: LoadedModel | None = None
 
 
 @dataclass(frozen=True)
@@ -67,29 +119,64 @@ class HousingModel(Model):
         metrics: ServerMetrics,
         executor: Executor,
         max_instances: int,
+        *,
+        mode: ChallengerMode = "off",
+        canary_percent: float = 0.0,
+        windows: InputWindows | None = None,
     ) -> None:
         super().__init__(name, return_response_headers=True)
         self._accountant = accountant
         self._metrics = metrics
         self._executor = executor
         self._max_instances = max_instances
-        self._loaded: LoadedModel | None = None
+        self.mode: ChallengerMode = mode
+        self._router = CanaryRouter(canary_percent)
+        self._windows = windows
+        self._served = Served()
+        self._publishing = threading.Lock()  # two watchers publish: one at a time
 
-    # -- lifecycle: the watcher loads, KServe only asks ----------------------------------
+    # -- lifecycle: the watchers load, KServe only asks ----------------------------------
 
     @property
     def loaded(self) -> LoadedModel | None:
-        return self._loaded
+        """The champion."""
+        return self._served.champion
 
     @property
     def served_version(self) -> str | None:
-        loaded = self._loaded
+        loaded = self._served.champion
         return None if loaded is None else loaded.version
 
+    @property
+    def challenger(self) -> LoadedModel | None:
+        """The challenger in use: loaded, and not the champion's version."""
+        return _active_challenger(self._served)
+
+    @property
+    def challenger_version(self) -> str | None:
+        """The version loaded under the challenger alias (even if it is the champion's)."""
+        loaded = self._served.challenger
+        return None if loaded is None else loaded.version
+
+    def serving(self) -> list[LoadedModel]:
+        """The versions answering or predicting requests now: champion, then challenger."""
+        served = self._served
+        active = _active_challenger(served)
+        return [m for m in (served.champion, active) if m is not None]
+
+    def find(self, version: str) -> LoadedModel | None:
+        """A version already loaded under either alias."""
+        served = self._served
+        for loaded in (served.champion, served.challenger):
+            if loaded is not None and loaded.version == version:
+                return loaded
+        return None
+
     def publish(self, loaded: LoadedModel) -> None:
-        """Serve `loaded` from now on (called from the watcher's thread)."""
-        previous = self.served_version
-        self._loaded = loaded  # the swap: one reference assignment
+        """Serve `loaded` from now on (called from the champion watcher's thread)."""
+        with self._publishing:
+            previous = self.served_version
+            self._served = replace(self._served, champion=loaded)  # the swap
         self.ready = True
         self._metrics.model_swapped(loaded.version, loaded.ref.run_id, loaded.backend)
         log.info(
@@ -100,22 +187,48 @@ class HousingModel(Model):
             loaded.backend,
         )
 
+    def publish_challenger(self, loaded: LoadedModel) -> None:
+        """Use `loaded` as the challenger from now on (the challenger watcher's thread)."""
+        with self._publishing:
+            previous = self.challenger_version
+            self._served = replace(self._served, challenger=loaded)
+        self._metrics.challenger_swapped(
+            loaded.version, loaded.ref.run_id, loaded.backend, self.mode
+        )
+        log.info(
+            "challenger of %s is version %s (was %s), %s mode",
+            self.name,
+            loaded.version,
+            previous,
+            self.mode,
+        )
+
+    def withdraw_challenger(self) -> None:
+        """The challenger alias is gone: champion only from now on."""
+        with self._publishing:
+            previous = self.challenger_version
+            if previous is None:
+                return
+            self._served = replace(self._served, challenger=None)
+        self._metrics.challenger_withdrawn()
+        log.info("challenger version %s of %s withdrawn", previous, self.name)
+
     def load(self) -> bool:
         # KServe calls this on a request to a model that is not ready: loading is the
         # watcher's job, in its thread, so just report.
-        return self._loaded is not None
+        return self._served.champion is not None
 
     def start(self) -> None:
         # KServe's default marks the model ready; it is ready when a version is published.
         pass
 
     async def healthy(self) -> bool:
-        return self._loaded is not None
+        return self._served.champion is not None
 
     # -- v2 model metadata: the served version's own signature ---------------------------
 
     def _require(self) -> LoadedModel:
-        loaded = self._loaded
+        loaded = self._served.champion
         if loaded is None:
             raise ModelNotLoadedError(f"model {self.name} is not loaded yet")
         return loaded
@@ -141,7 +254,19 @@ class HousingModel(Model):
         return payload
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Job:
-        loaded = self._require()
+        served = self._served  # read once: this request's versions
+        loaded = served.champion
+        if loaded is None:
+            raise ModelNotLoadedError(f"model {self.name} is not loaded yet")
+        shadow = None
+        challenger = _active_challenger(served)
+        if challenger is not None:
+            if self.mode == "shadow":
+                shadow = challenger
+            elif self.mode == "canary" and self._router.to_challenger(
+                request_key(headers, payload)
+            ):
+                loaded = challenger
         if isinstance(payload, InferRequest):
             protocol: Protocol = "v2"
             request_id = (headers or {}).get("x-request-id") or payload.id
@@ -155,7 +280,12 @@ class HousingModel(Model):
                 except orjson.JSONDecodeError as exc:
                     raise BadRequestError(f"malformed JSON: {exc}") from exc
         return Job(
-            loaded, protocol, payload, request_id or str(uuid.uuid4()), REQUEST_STARTED.get()
+            loaded,
+            protocol,
+            payload,
+            request_id or str(uuid.uuid4()),
+            REQUEST_STARTED.get(),
+            shadow,
         )
 
     async def predict(
@@ -180,6 +310,7 @@ class HousingModel(Model):
             exc.model_version = loaded.version
             raise
         predictions = loaded.predictor.predict(x)
+        shadow = None if job.shadow is None else self._predict_shadow(job.shadow, loaded, x)
         ids = self._accountant.succeeded(
             protocol=job.protocol,
             version=loaded.version,
@@ -188,8 +319,37 @@ class HousingModel(Model):
             predictions=predictions,
             request_id=job.request_id,
             started=job.started,
+            shadow=shadow,
         )
+        if self._windows is not None:
+            self._windows.add(loaded.version, x)
         return Outcome(job, predictions, ids)
+
+    def _predict_shadow(
+        self, challenger: LoadedModel, served: LoadedModel, x: np.ndarray
+    ) -> ShadowPrediction | None:
+        """The challenger's predictions of the instances the champion accepted, or None if
+        its own contract refuses them or it fails: the answer never depends on it."""
+        version = challenger.version
+        try:
+            names = served.schema.names
+            if challenger.schema.names != names:  # same features, another order
+                x = x[:, [names.index(n) for n in challenger.schema.names]]
+            challenger.schema.check(x)
+        except (ValueError, ModelServerError) as exc:
+            log.debug("shadow version %s refused a request: %s", version, exc)
+            self._metrics.shadow_predicted(version, "refused")
+            return None
+        started = time.perf_counter()
+        try:
+            predictions = challenger.predictor.predict(x)
+        except Exception:
+            log.exception("shadow version %s failed to predict", version)
+            self._metrics.shadow_predicted(version, "failed")
+            return None
+        if self._windows is not None:
+            self._windows.add(version, x)
+        return ShadowPrediction(version, predictions, time.perf_counter() - started)
 
     async def postprocess(
         self,
@@ -204,3 +364,10 @@ class HousingModel(Model):
         if job.protocol == "v2":
             return v2_response(job.payload, self.name, version, outcome.predictions, outcome.ids)
         return v1_response(self.name, version, outcome.predictions, outcome.ids)
+
+
+def _active_challenger(served: Served) -> LoadedModel | None:
+    challenger, champion = served.challenger, served.champion
+    if challenger is None or champion is None or challenger.version == champion.version:
+        return None
+    return challenger

@@ -39,6 +39,13 @@ class OpsContext:
         return round(time.monotonic() - self.started, 3)
 
 
+class Challenger(BaseModel):
+    model_version: str
+    run_id: str
+    backend: str
+    loaded_at: datetime
+
+
 class Health(BaseModel):
     status: Literal["ok", "not_ready"]
     ready: bool
@@ -51,6 +58,10 @@ class Health(BaseModel):
     uptime_seconds: float
     registry_error: str | None = Field(description="last problem reaching the model registry")
     prediction_log_backlog: int
+    challenger_mode: Literal["off", "shadow", "canary"]
+    challenger: Challenger | None = Field(
+        description="the challenger in use beside the champion (shadow or canary), if any"
+    )
 
 
 class FeedbackIn(BaseModel):
@@ -73,6 +84,7 @@ def ops_router(ctx: OpsContext) -> APIRouter:
     async def health() -> JSONResponse:
         """Model status and version, uptime; 503 until a model version is loaded."""
         loaded = ctx.model.loaded
+        challenger = ctx.model.challenger
         body = Health(
             status="ok" if loaded else "not_ready",
             ready=loaded is not None,
@@ -85,6 +97,15 @@ def ops_router(ctx: OpsContext) -> APIRouter:
             uptime_seconds=ctx.uptime(),
             registry_error=ctx.watcher.last_error,
             prediction_log_backlog=ctx.writer.backlog,
+            challenger_mode=ctx.model.mode,
+            challenger=None
+            if challenger is None
+            else Challenger(
+                model_version=challenger.version,
+                run_id=challenger.ref.run_id,
+                backend=challenger.backend,
+                loaded_at=challenger.loaded_at,
+            ),
         )
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if loaded else 503)
 

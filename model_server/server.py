@@ -37,14 +37,18 @@ from starlette.requests import ClientDisconnect, Request
 
 from model_server.accounting import REQUEST_STARTED, Accountant
 from model_server.errors import BadRequestError, ErrorHandler, ModelServerError
+from model_server.launchers import make_launcher
 from model_server.loader import RegistryLoader
 from model_server.metrics import ServerMetrics
 from model_server.middleware import RequestGuard
 from model_server.model import HousingModel
 from model_server.protocol import protocol_of
 from model_server.records import RecordsError, RecordStore, RecordWriter
+from model_server.records.retrain import RetrainStore
+from model_server.retrain_routes import RetrainContext, retrain_router
 from model_server.routes import OpsContext, ops_router
 from model_server.settings import ServerSettings
+from model_server.signals import InputWindows, SignalsMonitor
 from model_server.watcher import ModelWatcher
 
 log = logging.getLogger(__name__)
@@ -178,12 +182,16 @@ class App:
         self.executor = ThreadPoolExecutor(
             INFERENCE_THREADS, thread_name_prefix="inference", initializer=limit_native_threads
         )
+        self.windows = InputWindows(settings.drift_window)
         self.model = HousingModel(
             settings.model_name,
             self.accountant,
             self.metrics,
             self.executor,
             settings.max_instances,
+            mode=settings.challenger_mode,
+            canary_percent=settings.canary_percent,
+            windows=self.windows,
         )
         self.watcher = ModelWatcher(
             RegistryLoader(settings.tracking_uri, settings.model_uri),
@@ -191,6 +199,34 @@ class App:
             served_version=lambda: self.model.served_version,
             metrics=self.metrics,
             poll_interval=settings.poll_interval_seconds,
+            name="champion-watcher",
+            reuse=self.model.find,
+        )
+        # The challenger alias is polled only when it is used.
+        self.challenger_watcher = (
+            None
+            if settings.challenger_mode == "off"
+            else ModelWatcher(
+                RegistryLoader(settings.tracking_uri, settings.challenger_uri),
+                publish=self.model.publish_challenger,
+                served_version=lambda: self.model.challenger_version,
+                metrics=self.metrics,
+                poll_interval=settings.poll_interval_seconds,
+                name="challenger-watcher",
+                on_missing=self.model.withdraw_challenger,
+                reuse=self.model.find,
+            )
+        )
+        self.retrain = RetrainStore(self.store)
+        self.launcher = make_launcher(settings)
+        self.signals = SignalsMonitor(
+            self.windows,
+            self.model.serving,
+            self.store,
+            self.retrain,
+            self.metrics,
+            interval=settings.signals_interval_seconds,
+            live_window=settings.live_window,
         )
         self.errors = ErrorHandler(self._record_failure)
         self.started = time.monotonic()
@@ -213,6 +249,7 @@ class App:
             self.model, self.store, self.writer, self.watcher, self.metrics, self.started
         )
         app.include_router(ops_router(ctx))
+        app.include_router(retrain_router(RetrainContext(self.retrain, self.launcher)))
         for kind in (
             ModelServerError,
             RecordsError,
@@ -239,11 +276,17 @@ class App:
         self.writer.start()
         self.metrics.watch_backlog(lambda: self.writer.backlog)
         self.watcher.start()
+        if self.challenger_watcher is not None:
+            self.challenger_watcher.start()
+        self.signals.start()
         server = PredictorServer(self.settings, self.customize)
         try:
             server.start([self.model])
         finally:
+            self.signals.stop()
             self.watcher.stop()
+            if self.challenger_watcher is not None:
+                self.challenger_watcher.stop()
             self.executor.shutdown(wait=True)
             # Every request answered so far has queued its records: write them all.
             pending = self.writer.backlog

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
@@ -12,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+ChallengerMode = Literal["off", "shadow", "canary"]
+LauncherKind = Literal["local", "kubernetes"]
 
 
 class ServerSettings(BaseSettings):
@@ -68,10 +71,57 @@ class ServerSettings(BaseSettings):
     """MLflow tracking URI (MLFLOW_TRACKING_URI, read as is). The default is the training
     job's embedded store under ./state."""
 
+    drift_window: int = Field(default=1000, ge=10, le=100_000)
+    """Newest validated inputs per served version kept in memory to compute input drift over
+    (a ring buffer filled by the request path)."""
+
+    live_window: int = Field(default=1000, ge=10, le=10_000)
+    """Newest predictions with feedback that live error (R², RMSE, MAE) is computed over, per
+    version; feedback coverage is counted over this many newest predictions."""
+
+    signals_interval_seconds: float = Field(default=15.0, gt=0)
+    """Seconds between two computations of the drift, live-error and retraining gauges (in a
+    background thread, never on the request path)."""
+
+    challenger_mode: ChallengerMode = "off"
+    """What to do with the version under the challenger alias: off (not loaded), shadow
+    (predicts every request beside the champion, answers nothing, logged) or canary (answers
+    CANARY_PERCENT of the requests)."""
+
+    challenger_alias: str = Field(default="challenger", pattern=r"^[^/@]+$")
+    """Registry alias of the challenger (of the model named in MODEL_URI), polled like the
+    champion's when CHALLENGER_MODE is not off."""
+
+    canary_percent: float = Field(default=10.0, ge=0.0, le=100.0)
+    """Share of requests (percent) the challenger answers in canary mode; a request carrying a
+    key (X-Request-Key header, or v2 parameter request_key) always goes the same way."""
+
+    retrain_launcher: LauncherKind = "local"
+    """How POST /retrain/trigger starts a run: local (a detached `python -m training_job
+    retrain` process) or kubernetes (a Job created from RETRAIN_CRONJOB)."""
+
+    retrain_workdir: Path = Path()
+    """Working directory of a local retraining process (the training job's workspace)."""
+
+    retrain_log_dir: Path = Path("state") / "retrain-logs"
+    """Folder of the local retraining processes' output files (relative to RETRAIN_WORKDIR)."""
+
+    retrain_cronjob: str = "california-housing-retrain"
+    """Name of the retraining CronJob that the kubernetes launcher creates Jobs from."""
+
+    retrain_namespace: str | None = None
+    """Namespace of that CronJob; unset means the pod's own namespace (in a cluster), else the
+    kubeconfig context's, else default."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("challenger_mode", "retrain_launcher", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("model_uri")
     @classmethod
@@ -79,6 +129,13 @@ class ServerSettings(BaseSettings):
         if not MODEL_URI.match(value):
             raise ValueError("expected models:/NAME@ALIAS or models:/NAME/VERSION")
         return value
+
+    @property
+    def challenger_uri(self) -> str:
+        """models:/NAME@CHALLENGER_ALIAS for the model named in MODEL_URI."""
+        match = MODEL_URI.match(self.model_uri)
+        assert match is not None  # checked by the validator
+        return f"models:/{match['name']}@{self.challenger_alias}"
 
     @field_validator("workers")
     @classmethod

@@ -37,19 +37,29 @@ class ModelWatcher:
         served_version: Callable[[], str | None],
         metrics: ServerMetrics,
         poll_interval: float,
+        *,
+        name: str = "model-watcher",
+        on_missing: Callable[[], None] | None = None,
+        reuse: Callable[[str], LoadedModel | None] | None = None,
     ) -> None:
+        """`on_missing` is told when the alias does not exist (the champion's watcher keeps
+        serving instead); `reuse` may hand over a version already loaded (by the other
+        alias's watcher) instead of loading it again."""
         self._source = source
         self._publish = publish
         self._served_version = served_version
         self._metrics = metrics
         self._interval = poll_interval
+        self._name = name
+        self._on_missing = on_missing
+        self._reuse = reuse
         self._failures = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -80,6 +90,8 @@ class ModelWatcher:
             if self.last_error != str(exc):
                 log.info("nothing to serve yet: %s", exc)
             self.last_error = str(exc)
+            if self._on_missing is not None:
+                self._on_missing()
             return self._interval
         except Exception as exc:
             self._metrics.poll_failed()
@@ -88,6 +100,10 @@ class ModelWatcher:
             return self._retry_in(self._interval)
 
         if ref.version == self._served_version():
+            return self._succeeded()
+        known = self._reuse(ref.version) if self._reuse is not None else None
+        if known is not None:
+            self._publish(known)
             return self._succeeded()
         log.info("loading %s version %s", ref.name, ref.version)
         try:

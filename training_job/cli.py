@@ -238,6 +238,25 @@ def retrain(
         raise typer.Exit(4)
 
 
+@app.command("promote-challenger")
+def promote_challenger(
+    params: ParamsOpt = DEFAULT_PARAMS,
+    dry_run: Annotated[bool, typer.Option(help="Print the comparison; change nothing.")] = False,
+) -> None:
+    """Promote @challenger to @champion if its live R² (from feedback in the serving
+    database) beats the champion's by the policy's margin; recorded as a decision. Exit 0
+    when done (promoted or not), 4 when a retraining run holds the lease."""
+    from training_job.promote import promote_challenger as run_promote
+
+    settings = TrainingSettings()
+    model_name = load_params(params).registration.model_name
+    result = _run(lambda: run_promote(settings, model_name, dry_run=dry_run))
+    typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    if result.outcome == "already_running":
+        typer.echo(f"error: {result.error}", err=True)
+        raise typer.Exit(4)
+
+
 @app.command()
 def status(
     params: ParamsOpt = DEFAULT_PARAMS,

@@ -34,6 +34,9 @@ class PredictionRecord:
     latency_ms: float
     status: int  # HTTP status of the request
     error: str | None  # the error message of a failed request
+    # Shadow predictions only: the id of the served prediction of the same instance (whose
+    # feedback this row shares). None for every prediction that answered a request.
+    shadow_of: str | None = None
 
 
 def as_utc(value: datetime) -> datetime:
@@ -66,6 +69,7 @@ JSON_TYPE = sa.JSON(none_as_null=True)
 
 # Partial indexes: only rows with feedback enter them, so they cost nothing at insert time.
 LABELLED_WHERE = sa.text("actual IS NOT NULL")
+SHADOW_WHERE = sa.text("shadow_of IS NOT NULL")
 
 metadata = sa.MetaData()
 
@@ -85,6 +89,8 @@ predictions = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("actual", sa.Float(), nullable=True),
     sa.Column("feedback_at", UTCDateTime(), nullable=True),
+    # A challenger's shadow prediction: the id of the served prediction it shadows.
+    sa.Column("shadow_of", sa.String(), nullable=True),
     # recent(): newest first.
     sa.Index("ix_predictions_created_at", "created_at"),
     # Per-version queries (drift, summaries by version).
@@ -102,6 +108,13 @@ predictions = sa.Table(
         "created_at",
         sqlite_where=LABELLED_WHERE,
         postgresql_where=LABELLED_WHERE,
+    ),
+    # Feedback for a served prediction reaches its shadows; only shadow rows enter it.
+    sa.Index(
+        "ix_predictions_shadow_of",
+        "shadow_of",
+        sqlite_where=SHADOW_WHERE,
+        postgresql_where=SHADOW_WHERE,
     ),
 )
 
@@ -217,6 +230,7 @@ def to_row(record: PredictionRecord) -> dict[str, Any]:
         "latency_ms": latency,
         "status": int(status),
         "error": None if record.error is None else clean_text(record.error),
+        "shadow_of": None if record.shadow_of is None else clean_text(record.shadow_of),
     }
 
 
@@ -232,6 +246,10 @@ def row_to_dict(row: sa.Row[Any]) -> dict[str, Any]:
     return data
 
 
+# Fields added after the first spill files were written: absent from those, None.
+OPTIONAL_FIELDS = frozenset({"shadow_of"})
+
+
 def record_to_json(record: PredictionRecord) -> dict[str, Any]:
     """A faithful, strict-JSON copy of `record` for the spill files (no validation here)."""
     data: dict[str, Any] = {
@@ -244,6 +262,9 @@ def record_to_json(record: PredictionRecord) -> dict[str, Any]:
 
 def record_from_json(data: Mapping[str, Any]) -> PredictionRecord:
     """Inverse of `record_to_json`; KeyError/ValueError/TypeError for a line that is not one."""
-    fields = {name: data[name] for name in PredictionRecord.__dataclass_fields__}
+    fields: dict[str, Any] = {
+        name: data[name] if name not in OPTIONAL_FIELDS else data.get(name)
+        for name in PredictionRecord.__dataclass_fields__
+    }
     fields["created_at"] = datetime.fromisoformat(fields["created_at"])
     return PredictionRecord(**fields)

@@ -8,8 +8,9 @@ Both go through this module, so the tables have one owner and one migration hist
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,10 +21,36 @@ from model_server.records.store import RecordStore, _translate_errors
 
 LEASE = "retrain"
 RUNNING = "running"
+PROMOTED = "promoted"
+NOT_PROMOTED = "not_promoted"
+# Outcomes of runs that went and finished (a retrain or a live comparison).
+FINISHED = (PROMOTED, NOT_PROMOTED, "failed", "abandoned")
+# Outcomes of runs that finished with a verdict (the gate's, or a live comparison's).
+CONCLUDED = (PROMOTED, NOT_PROMOTED)
+
+
+@dataclass(frozen=True)
+class RetrainOverview:
+    """What the server's gauges say about retraining, read in one go."""
+
+    lease: dict[str, Any] | None
+    outcomes: dict[str, int] = field(default_factory=dict)
+    last_decided_at: datetime | None = None
+    last_concluded_at: datetime | None = None  # finished_at of the newest gate verdict
+    last_finished_outcome: str | None = None  # of the newest run that went and finished
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Aggregates (max) bypass the column type: SQLite hands back naive UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite's max() of a timestamp column is its text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class RetrainStore:
@@ -51,10 +78,24 @@ class RetrainStore:
 
     def set_policy(self, policy: dict[str, Any]) -> None:
         with self._transaction() as connection:
-            connection.execute(sa.delete(retrain_config))
-            connection.execute(
-                sa.insert(retrain_config).values(id=1, policy=policy, updated_at=_now())
-            )
+            self._write_policy(connection, policy)
+
+    def update_policy(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """Read, change and write the stored policy in one transaction; the new policy.
+        `change` may raise to write nothing."""
+        with self._transaction() as connection:
+            query = sa.select(retrain_config.c.policy)
+            if not self._begin_exclusive:
+                query = query.with_for_update()
+            row = connection.execute(query).first()
+            policy = change(dict(row[0]) if row else {})
+            self._write_policy(connection, policy)
+        return policy
+
+    @staticmethod
+    def _write_policy(connection: sa.Connection, policy: dict[str, Any]) -> None:
+        connection.execute(sa.delete(retrain_config))
+        connection.execute(sa.insert(retrain_config).values(id=1, policy=policy, updated_at=_now()))
 
     # -- decisions ------------------------------------------------------------------------
     def record_decision(
@@ -117,6 +158,34 @@ class RetrainStore:
         if value is None:
             return None
         return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def overview(self) -> RetrainOverview:
+        """Lease, decisions by outcome, and the newest decision, verdict and finished run."""
+        d = retrain_decisions
+        with _translate_errors(), self.engine.connect() as connection:
+            outcomes = {
+                str(outcome): int(count)
+                for outcome, count in connection.execute(
+                    sa.select(d.c.outcome, sa.func.count()).group_by(d.c.outcome)
+                )
+            }
+            last_decided = connection.execute(sa.select(sa.func.max(d.c.decided_at))).scalar()
+            last_concluded = connection.execute(
+                sa.select(sa.func.max(d.c.finished_at)).where(d.c.outcome.in_(CONCLUDED))
+            ).scalar()
+            last_finished = connection.execute(
+                sa.select(d.c.outcome)
+                .where(d.c.go.is_(sa.true()), d.c.outcome.in_(FINISHED))
+                .order_by(d.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return RetrainOverview(
+            lease=self.lease(),
+            outcomes=outcomes,
+            last_decided_at=_aware(last_decided),
+            last_concluded_at=_aware(last_concluded),
+            last_finished_outcome=last_finished,
+        )
 
     # -- lease ----------------------------------------------------------------------------
     def acquire(self, holder: str, ttl: float) -> dict[str, Any] | None:

@@ -88,21 +88,23 @@ class RecordStore:
             connection.execute(self._insert, list(rows.values()))
 
     def add_feedback(self, prediction_id: str, actual: float) -> None:
-        """Record the true value of a prediction. A second feedback for the same id replaces
-        the first (latest wins; feedback_at says when it came)."""
+        """Record the true value of a prediction, and of the challenger's shadow predictions of
+        the same instance. A second feedback for the same id replaces the first (latest wins;
+        feedback_at says when it came)."""
         value = _feedback_value(actual)
         if not isinstance(prediction_id, str) or not prediction_id:
             raise InvalidFeedbackError("prediction id must be a non-empty string")
         if "\x00" in prediction_id:  # no stored id has one, and PostgreSQL would refuse it
             raise UnknownPredictionError(prediction_id)
-        statement = (
-            sa.update(predictions)
-            .where(predictions.c.id == prediction_id)
-            .values(actual=value, feedback_at=datetime.now(UTC))
+        values = {"actual": value, "feedback_at": datetime.now(UTC)}
+        served = sa.update(predictions).where(predictions.c.id == prediction_id).values(values)
+        shadows = (
+            sa.update(predictions).where(predictions.c.shadow_of == prediction_id).values(values)
         )
         with _translate_errors(), self.engine.begin() as connection:
-            if connection.execute(statement).rowcount == 0:
+            if connection.execute(served).rowcount == 0:
                 raise UnknownPredictionError(prediction_id)
+            connection.execute(shadows)
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest `limit` predictions, newest first, as JSON-ready dicts."""
@@ -116,13 +118,18 @@ class RecordStore:
 
     def summary(self, latency_window: int = MAX_LIMIT) -> dict[str, Any]:
         """Counts over all predictions (ok = 2xx), success rate, and latency p50/p95/p99 (ms)
-        over the newest `latency_window` predictions; overall and by protocol."""
+        over the newest `latency_window` predictions; overall and by protocol. Shadow
+        predictions answered nobody: they are not counted."""
         ok = sa.case((predictions.c.status.between(200, 299), 1), else_=0)
-        counts = sa.select(
-            predictions.c.protocol, sa.func.count(), sa.func.coalesce(sa.func.sum(ok), 0)
-        ).group_by(predictions.c.protocol)
+        served = predictions.c.shadow_of.is_(None)
+        counts = (
+            sa.select(predictions.c.protocol, sa.func.count(), sa.func.coalesce(sa.func.sum(ok), 0))
+            .where(served)
+            .group_by(predictions.c.protocol)
+        )
         latencies = (
             sa.select(predictions.c.protocol, predictions.c.latency_ms)
+            .where(served)
             .order_by(predictions.c.created_at.desc())
             .limit(_check_limit(latency_window, "latency_window"))
         )
@@ -150,6 +157,21 @@ class RecordStore:
         )
         with _translate_errors(), self.engine.connect() as connection:
             return [(float(out), float(act)) for out, act in connection.execute(statement)]
+
+    def coverage(self, model_version: str, window: int = 1000) -> tuple[int, int]:
+        """(predictions, of which with feedback) among the newest `window` successful
+        predictions of `model_version` (its shadow predictions included)."""
+        newest = (
+            sa.select(predictions.c.actual)
+            .where(predictions.c.model_version == model_version, predictions.c.output.is_not(None))
+            .order_by(predictions.c.created_at.desc())
+            .limit(_check_limit(window, "window"))
+            .subquery()
+        )
+        statement = sa.select(sa.func.count(), sa.func.count(newest.c.actual))
+        with _translate_errors(), self.engine.connect() as connection:
+            predicted, labelled = connection.execute(statement).one()
+        return int(predicted), int(labelled)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -8,6 +8,7 @@ nobody reads would block it under load).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -199,3 +200,25 @@ def register_candidate(tracking_uri: str, candidate: str) -> str:
     finally:
         mlflow.set_tracking_uri(previous)
     return str(version.version)
+
+
+# -- Prometheus exposition ------------------------------------------------------------------
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample of metric `name` in an exposition: (labels, value)."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) + 1 :].rsplit("} ", 1)
+            found.append((dict(re.findall(r'(\w+)="([^"]*)"', labels)), float(value)))
+    return found
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample of `name` with exactly these labels (model_name implied)."""
+    wanted = {"model_name": MODEL, **labels}
+    for found, value in samples(text, name):
+        if found == wanted:
+            return value
+    return None

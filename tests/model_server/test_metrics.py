@@ -80,3 +80,79 @@ def test_not_ready_until_a_model_is_swapped_in() -> None:
     registry = CollectorRegistry()
     ServerMetrics("m", registry)
     assert registry.get_sample_value("model_server_model_ready", {"model_name": "m"}) == 0
+
+
+def test_signals_are_exported_as_one_set_per_served_version() -> None:
+    from model_server.metrics import RetrainSignals, Signals, VersionSignals
+
+    registry = CollectorRegistry()
+    metrics = ServerMetrics("m", registry)
+    value = registry.get_sample_value
+    # Before the first computation: no series at all.
+    assert value("model_server_retrain_running", {"model_name": "m"}) is None
+    metrics.publish_signals(
+        Signals(
+            versions=(
+                VersionSignals(
+                    "3",
+                    window=10,
+                    drift={"Latitude": (0.31, 0.2)},
+                    feedback_samples=8,
+                    live={"r2": 0.8, "rmse": 0.5, "mae": 0.3},
+                    coverage=0.25,
+                    offline_r2=0.84,
+                ),
+                VersionSignals("4", window=0),
+            ),
+            retrain=RetrainSignals(
+                running=True,
+                decisions={"promoted": 2},
+                last_decision=1000.0,
+                last_success=900.0,
+                last_go_unpromoted=False,
+            ),
+        )
+    )
+    v3 = {"model_name": "m", "model_version": "3"}
+    assert value("model_server_feature_drift_psi", {**v3, "feature": "Latitude"}) == 0.31
+    assert value("model_server_feature_drift_ks", {**v3, "feature": "Latitude"}) == 0.2
+    assert value("model_server_drift_window_size", v3) == 10
+    assert value("model_server_live_r2", v3) == 0.8
+    assert value("model_server_live_rmse", v3) == 0.5
+    assert value("model_server_live_mae", v3) == 0.3
+    assert value("model_server_live_feedback_samples", v3) == 8
+    assert value("model_server_feedback_coverage", v3) == 0.25
+    assert value("model_server_model_offline_r2", v3) == 0.84
+    v4 = {"model_name": "m", "model_version": "4"}
+    assert value("model_server_drift_window_size", v4) == 0
+    assert value("model_server_live_r2", v4) is None  # nothing to say: no series
+    assert value("model_server_retrain_running", {"model_name": "m"}) == 1
+    assert value("model_server_retrain_decisions", {"model_name": "m", "outcome": "promoted"}) == 2
+    assert value("model_server_retrain_decisions", {"model_name": "m", "outcome": "failed"}) == 0
+    assert value("model_server_retrain_last_success_timestamp_seconds", {"model_name": "m"}) == 900
+    assert (
+        value("model_server_retrain_last_decision_timestamp_seconds", {"model_name": "m"}) == 1000
+    )
+    assert value("model_server_retrain_last_go_unpromoted", {"model_name": "m"}) == 0
+
+    # A new set replaces the old: version 3 is no longer served.
+    metrics.publish_signals(Signals(versions=(VersionSignals("4", window=5),)))
+    assert value("model_server_drift_window_size", v3) is None
+    assert value("model_server_drift_window_size", v4) == 5
+
+
+def test_challenger_info_and_shadow_counts() -> None:
+    registry = CollectorRegistry()
+    metrics = ServerMetrics("m", registry)
+    metrics.challenger_swapped("4", "run", "onnxruntime", "shadow")
+    metrics.shadow_predicted("4", "ok", [1.0, 2.0])
+    metrics.shadow_predicted("4", "refused")
+    value = registry.get_sample_value
+    labels = {"model_name": "m", "model_version": "4"}
+    info = {**labels, "run_id": "run", "backend": "onnxruntime", "mode": "shadow"}
+    assert value("model_server_challenger_info", info) == 1
+    assert value("model_server_shadow_predictions_total", {**labels, "outcome": "ok"}) == 1
+    assert value("model_server_shadow_predictions_total", {**labels, "outcome": "refused"}) == 1
+    assert value("model_server_prediction_value_count", labels) == 2
+    metrics.challenger_withdrawn()
+    assert value("model_server_challenger_info", info) is None

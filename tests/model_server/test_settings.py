@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -36,6 +37,27 @@ CHART_NAMES = {
         "http://mlflow:5000",
         "http://mlflow:5000",
     ),
+    "MODEL_SERVER_DRIFT_WINDOW": ("drift_window", 1000, "500", 500),
+    "MODEL_SERVER_LIVE_WINDOW": ("live_window", 1000, "200", 200),
+    "MODEL_SERVER_SIGNALS_INTERVAL_SECONDS": ("signals_interval_seconds", 15.0, "5", 5.0),
+    "MODEL_SERVER_CHALLENGER_MODE": ("challenger_mode", "off", "Shadow", "shadow"),
+    "MODEL_SERVER_CHALLENGER_ALIAS": ("challenger_alias", "challenger", "next", "next"),
+    "MODEL_SERVER_CANARY_PERCENT": ("canary_percent", 10.0, "25", 25.0),
+    "MODEL_SERVER_RETRAIN_LAUNCHER": ("retrain_launcher", "local", "kubernetes", "kubernetes"),
+    "MODEL_SERVER_RETRAIN_WORKDIR": ("retrain_workdir", Path(), "/w", Path("/w")),
+    "MODEL_SERVER_RETRAIN_LOG_DIR": (
+        "retrain_log_dir",
+        Path("state/retrain-logs"),
+        "/logs",
+        Path("/logs"),
+    ),
+    "MODEL_SERVER_RETRAIN_CRONJOB": (
+        "retrain_cronjob",
+        "california-housing-retrain",
+        "ch-california-housing-retrain",
+        "ch-california-housing-retrain",
+    ),
+    "MODEL_SERVER_RETRAIN_NAMESPACE": ("retrain_namespace", None, "ml", "ml"),
 }
 
 
@@ -75,9 +97,20 @@ def test_every_field_is_documented() -> None:
         ("MODEL_SERVER_MAX_INSTANCES", "0"),
         ("MODEL_SERVER_LOG_LEVEL", "LOUD"),
         ("MODEL_SERVER_HTTP_PORT", "http"),
+        ("MODEL_SERVER_CHALLENGER_MODE", "mirror"),
+        ("MODEL_SERVER_CHALLENGER_ALIAS", "a/b"),
+        ("MODEL_SERVER_CANARY_PERCENT", "101"),
+        ("MODEL_SERVER_RETRAIN_LAUNCHER", "ssh"),
+        ("MODEL_SERVER_DRIFT_WINDOW", "1"),
+        ("MODEL_SERVER_SIGNALS_INTERVAL_SECONDS", "0"),
     ],
 )
 def test_refused(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         ServerSettings()
+
+
+def test_the_challenger_is_an_alias_of_the_served_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_SERVER_MODEL_URI", "models:/other/3")
+    assert ServerSettings().challenger_uri == "models:/other@challenger"

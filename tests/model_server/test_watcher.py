@@ -143,3 +143,38 @@ def test_missing_sqlite_store_is_not_created(tmp_path: Any) -> None:
     with pytest.raises(TrackingStoreMissingError):
         loader.resolve()
     assert not db.exists() and not db.parent.exists()
+
+
+def test_the_challenger_watcher_withdraws_when_its_alias_goes() -> None:
+    registry = FakeRegistry(["2", NotPublishedError("no alias"), "2"])
+    served, missing = Served(), []
+    watcher = ModelWatcher(
+        registry,
+        served.publish,
+        served.version,
+        ServerMetrics("m", CollectorRegistry()),
+        INTERVAL,
+        on_missing=lambda: missing.append(True),
+    )
+    watcher.poll_once()
+    assert watcher.poll_once() == INTERVAL and missing == [True]
+    served.current = None  # what the model does when told
+    watcher.poll_once()
+    assert served.history == ["2", "2"]
+
+
+def test_a_version_loaded_under_the_other_alias_is_reused_not_loaded_again() -> None:
+    registry = FakeRegistry(["1", "2"])
+    other = FakeRegistry(["2"]).load(ModelRef("m", "2", "run-2", "models:/m-2"))
+    served = Served()
+    watcher = ModelWatcher(
+        registry,
+        served.publish,
+        served.version,
+        ServerMetrics("m", CollectorRegistry()),
+        INTERVAL,
+        reuse=lambda version: other if version == "2" else None,
+    )
+    watcher.poll_once()
+    watcher.poll_once()
+    assert registry.loads == ["1"] and served.current is other

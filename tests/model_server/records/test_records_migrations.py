@@ -42,6 +42,7 @@ def test_migrate_creates_the_table_its_indexes_and_our_version_table(database_ur
             "error",
             "actual",
             "feedback_at",
+            "shadow_of",
         ]
         assert columns["actual"]["nullable"] and columns["feedback_at"]["nullable"]
         assert not columns["created_at"]["nullable"]
@@ -52,10 +53,11 @@ def test_migrate_creates_the_table_its_indexes_and_our_version_table(database_ur
             "ix_predictions_model_version_created_at": ["model_version", "created_at"],
             "ix_predictions_labelled": ["model_version", "created_at"],
             "ix_predictions_labelled_created_at": ["created_at"],
+            "ix_predictions_shadow_of": ["shadow_of"],
         }
         with store.engine.connect() as connection:
             heads = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
-            assert heads.scalars().all() == ["0002"]
+            assert heads.scalars().all() == ["0003"]
 
 
 def test_the_migrations_build_exactly_the_models(database_url: str) -> None:
@@ -121,6 +123,7 @@ def test_every_migration_file_is_shipped_in_the_wheel() -> None:
         "script.py.mako",
         "v0001_predictions.py",
         "v0002_retrain.py",
+        "v0003_shadow_predictions.py",
     }
     for path in files:
         # Modules ship with their package (each folder has an __init__.py); the rest must
@@ -134,3 +137,27 @@ def test_every_migration_file_is_shipped_in_the_wheel() -> None:
 def test_env_py_refuses_to_run_without_a_connection() -> None:
     with pytest.raises(RuntimeError, match=r"RecordStore\.migrate"):
         command.upgrade(alembic_config(None), "head")
+
+
+def test_v0003_keeps_existing_rows_and_goes_back_cleanly(database_url: str) -> None:
+    with RecordStore(database_url) as store:
+        with store.engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0002")
+            connection.execute(
+                sa.text(
+                    "INSERT INTO predictions (id, request_id, created_at, model_name, "
+                    "model_version, protocol, latency_ms, status) "
+                    "VALUES ('a', 'r', CURRENT_TIMESTAMP, 'm', '1', 'v1', 1.0, 200)"
+                )
+            )
+        store.migrate()
+        assert store.recent(1)[0]["shadow_of"] is None
+        store.add_feedback("a", 2.0)  # looks for shadows too
+        with store.engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0002")
+        inspector = sa.inspect(store.engine)
+        assert "shadow_of" not in {c["name"] for c in inspector.get_columns("predictions")}
+        indexes = {i["name"] for i in inspector.get_indexes("predictions")}
+        assert "ix_predictions_labelled" in indexes and "ix_predictions_shadow_of" not in indexes
+        store.migrate()
+        assert store.count() == 1

@@ -313,3 +313,42 @@ def test_store_methods_survive_many_threads(store: RecordStore) -> None:
         list(pool.map(lambda _: store.summary(), range(8)))
     assert store.count() == 320
     assert not math.isnan(store.summary()["latency_ms"]["p50"])
+
+
+def test_feedback_reaches_the_shadows_of_a_prediction(store: RecordStore) -> None:
+    served = new_records(3)
+    shadows = [
+        new_record(model_version="2", shadow_of=record.id, created_at=record.created_at)
+        for record in served[:2]
+    ]
+    store.write_batch([*served, *shadows])
+    store.add_feedback(served[0].id, 4.0)
+    assert stored_row(store, served[0].id)["actual"] == 4.0
+    assert stored_row(store, shadows[0].id)["actual"] == 4.0
+    assert stored_row(store, shadows[1].id)["actual"] is None
+    assert store.labelled("2", 10) == [(2.5, 4.0)]
+    assert stored_row(store, shadows[0].id)["shadow_of"] == served[0].id
+
+
+def test_shadow_predictions_are_not_counted_as_requests(store: RecordStore) -> None:
+    served = new_records(4)
+    shadows = [new_record(model_version="2", shadow_of=r.id, latency_ms=500.0) for r in served]
+    store.write_batch([*served, *shadows])
+    summary = store.summary()
+    assert summary["total"] == 4 and summary["latency_ms"]["p99"] == pytest.approx(3.0)
+    assert len(store.recent(10)) == 8  # the log shows them, marked
+
+
+def test_coverage_counts_the_newest_predictions_of_a_version(store: RecordStore) -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    old = new_records(5, start=start)
+    new = new_records(4, start=start + timedelta(seconds=1))
+    other = new_records(3, start=start + timedelta(seconds=2), model_version="2")
+    failed = new_record(created_at=start + timedelta(seconds=3), output=None, status=400)
+    store.write_batch([*old, *new, *other, failed])
+    for record in [*old, new[0], other[0]]:
+        store.add_feedback(record.id, 1.0)
+    assert store.coverage("1", 4) == (4, 1)
+    assert store.coverage("1", 100) == (9, 6)
+    assert store.coverage("2", 100) == (3, 1)
+    assert store.coverage("3", 100) == (0, 0)
