@@ -274,16 +274,18 @@ def _plot(timeline: Timeline, path: Path) -> None:
             "o-",
             label=f"live R², v{version}",
         )
+    ax.set_ylabel("live R² (from feedback)")
+    ax.set_ylim(0, 1)
     psi = [s for s in timeline.samples if "psi" in s]
-    ax.plot(
-        [s["t"] for s in psi], [s["psi"] for s in psi], "s--", color="grey", label="max drift PSI"
-    )
+    right = ax.twinx()  # PSI runs to several units; R² stays within [0, 1]
+    right.plot([s["t"] for s in psi], [s["psi"] for s in psi], "s--", color="grey")
+    right.set_ylabel("max drift PSI (grey squares; > 0.2 = drift)")
     for t, text in timeline.events:
         if text.startswith(("new data landed", "server now serves")):
             ax.axvline(t, color="black", linewidth=0.8)
             ax.text(t, ax.get_ylim()[1], text.split(":")[0], rotation=90, va="top", fontsize=7)
     ax.set(xlabel="seconds", title="closed loop: drift, live error, retrain, swap")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower center")
     fig.savefig(path, dpi=90)
 
 
