@@ -24,6 +24,9 @@ RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --quiet "uv==${UV_VERSION
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 RUN /opt/uv/bin/uv sync --frozen --no-dev --extra train --no-install-project --python python3
+# One distribution, two packages: the job reads the serving database through model_server's
+# records and drift modules, the server validates the retraining policy with training_job's.
+COPY model_server/ model_server/
 COPY training_job/ training_job/
 RUN /opt/uv/bin/uv sync --frozen --no-dev --extra train --no-editable --python python3 \
     # The libraries' own test suites (about 90 MB, e.g. pandas/tests) are never imported.

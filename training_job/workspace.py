@@ -50,6 +50,10 @@ def materialize(workspace: Path, project: Path, remote: str | None) -> Path:
                 shutil.copytree(project / name, workspace / name, ignore=_NOT_COPIED)
         # DVC wants an SCM for import-url bookkeeping; a throwaway repository is enough.
         _run(["git", "init", "-q"], workspace)
+        # DVC keeps per-repository state in /var/tmp/dvc by default, which is read-only in the
+        # pod: keep it in the workspace instead (written before any dvc command runs).
+        with (workspace / ".dvc" / "config.local").open("a", encoding="utf-8") as config:
+            config.write(f"[core]\n    site_cache_dir = {workspace / '.dvc' / 'site-cache'}\n")
     if remote:
         dvc = [sys.executable, "-m", "dvc"]
         _run(
