@@ -9,11 +9,12 @@ source .venv/bin/activate
 
 # Raw data from the in-repo remote; derived outputs are rebuilt by `dvc repro`, not pulled.
 dvc pull --quiet --allow-missing
-dvc repro
-# DVC skips stages whose inputs did not change. If the MLflow store was wiped since (state/
-# is not versioned), the registry has no champion even though the pipeline is up to date:
-# re-run it in full then.
-if ! python -m training_job status --require-champion >/dev/null; then
+# The MLflow store (state/) is not versioned, while the pipeline's metrics and plots are: in a
+# fresh clone, or after state/ was wiped, DVC would find evaluate and register up to date and
+# skip the very steps that log to MLflow and register the champion. Then run every stage.
+if python -m training_job status --require-champion >/dev/null 2>&1; then
+  dvc repro
+else
   dvc repro --force
 fi
 python -m training_job status
