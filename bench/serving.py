@@ -21,6 +21,10 @@ against the targets, writes bench/results/serving-<date>.json. Loopback only; ev
 stopped at the end (its whole process group). wrk is installed with apt-get if missing; if that
 fails, a Python asyncio load generator (raw HTTP/1.1 keep-alive sockets) takes its place and the
 output says so.
+
+Diagnostics, only when named in --servers: asgi-floor, kserve-floor, kserve-floor-hop (what a
+request costs with no model), ours-warning (no access log), ours-whatif (bench/what_if.py).
+--pyspy PATH adds ours' CPU per thread and a py-spy profile. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -183,7 +187,9 @@ class Server:
         return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def servers(tracking_uri: str, work: Path, server_core: str) -> list[Server]:
+def servers(
+    tracking_uri: str, work: Path, server_core: str, whatif: str = "freeze,inline"
+) -> list[Server]:
     """The three servers compared, then optional diagnostics (named in --servers only)."""
     env = base_env() | {
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -212,6 +218,10 @@ def servers(tracking_uri: str, work: Path, server_core: str) -> list[Server]:
         command += [*options, "--http_port", str(port), "--enable_grpc", "false"]
         return Server(name, describe, command, env, port, v1_ready, v1_predict, "v1")
 
+    whatif_server = ours(
+        "ours-whatif", f"bench/what_if.py: ours with BENCH_WHATIF={whatif}", BENCH_WHATIF=whatif
+    )
+    whatif_server.command = [*pin, py, str(BENCH / "what_if.py")]
     mlflow_port, floor_port = free_port(), free_port()
     mlflow_serve = [*pin, py, "-m", "mlflow", "models", "serve", "-m", MODEL_URI]
     mlflow_serve += ["--env-manager", "local", "-p", str(mlflow_port), "-h", "127.0.0.1"]
@@ -241,6 +251,7 @@ def servers(tracking_uri: str, work: Path, server_core: str) -> list[Server]:
             MODEL_SERVER_LOG_LEVEL="WARNING",
         ),
         kserve("kserve-floor", "bench/peers/kserve_floor.py: KServe, no model", "kserve_floor.py"),
+        whatif_server,
         Server(
             "asgi-floor",
             "bench/peers/asgi_floor.py: bare uvicorn ASGI app, orjson, no model, no logs",
@@ -698,7 +709,7 @@ def bench_server(
         result["backend"] = health.get("backend")
     workloads = {"single": singles, "batch": batches}
     for kind, bodies, count in (("single", singles, 1), ("batch", batches, BATCH_ROWS)):
-        spy = args.pyspy if server.name == "ours" else None
+        spy = args.pyspy if server.name.startswith("ours") else None
         result[kind] = measure(load, server, bodies, count, args.warmup, args.duration, work, spy)
         r = result[kind]
         if server.name.startswith("ours"):
@@ -713,6 +724,7 @@ def bench_server(
         stamp = time.strftime("%Y%m%d-%H%M%S")
         profile(args.pyspy, load, server, workloads, result, args.duration, args.out / stamp)
     if server.name.startswith("ours"):
+        time.sleep(2)  # requests in flight when the load generator stopped finish
         server.extra["rows_predicted"] = rows_predicted(server)
     return result
 
@@ -812,8 +824,8 @@ def table(results: dict[str, Any]) -> str:
             p = r["prediction_log"]
             lines.append(
                 f"{name}: prediction log after stop: {p['rows_logged']} of {p['rows_served']} "
-                f"rows served, {p['rows_lost']} lost"
-                + (" (its buffer overflowed: the oldest were dropped)" if p["rows_lost"] else "")
+                f"rows served, {max(p['rows_lost'], 0)} lost"
+                + (" (buffer overflowed: the oldest dropped)" if p["rows_lost"] > 0 else "")
             )
     return "\n".join(lines)
 
@@ -874,6 +886,11 @@ def main(argv: list[str]) -> int:
         default=None,
         help="py-spy binary: profile ours in extra windows after its measurements",
     )
+    parser.add_argument(
+        "--whatif",
+        default="freeze,inline",
+        help="patches of bench/what_if.py for the ours-whatif server (freeze,inline,rawlog)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args(argv)
 
@@ -891,7 +908,7 @@ def main(argv: list[str]) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     wanted = args.servers.split(",")
-    known = {s.name: s for s in servers(tracking_uri, work, args.server_core)}
+    known = {s.name: s for s in servers(tracking_uri, work, args.server_core, args.whatif)}
     if unknown := set(wanted) - set(known):
         raise SystemExit(f"unknown servers {sorted(unknown)}; known: {', '.join(known)}")
     chosen = [known[name] for name in wanted]
