@@ -769,7 +769,7 @@ def profile(
                 (out / f"{server.name}-{kind}-dump.txt").write_text(dump.stdout + dump.stderr)
             generator.result()
         if form == "raw" and target.exists():
-            text = report(target, result[kind]["server_cpu_us_per_request"])
+            text = report(target, result[kind].get("cpu_us_per_request_by_thread"))
             profiles[kind] = text
             log(f"{server.name} {kind} profile:\n{text}")
     result["profile"] = {"dir": str(out), "summaries": profiles}
