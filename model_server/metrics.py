@@ -7,11 +7,12 @@ own), or into a private registry in tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 # Seconds: a one-row request takes about a millisecond, a 1000-row batch tens of them.
@@ -56,6 +57,77 @@ class Signals:
 
     versions: tuple[VersionSignals, ...] = ()
     retrain: RetrainSignals | None = None
+
+
+class LogWriterState(Protocol):
+    """What the prediction log's writer tells about itself (model_server.records.RecordWriter)."""
+
+    @property
+    def backlog(self) -> int: ...
+    @property
+    def spilled(self) -> int: ...
+
+    written_total: int
+    spilled_total: int
+    rejected_total: int
+    dropped_total: int
+
+
+class PredictionLogCollector(Collector):
+    """The prediction log writer's backlog and row counters, read at scrape time."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.writer: LogWriterState | None = None
+
+    def describe(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        return list(self._families(None))
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        return list(self._families(self.writer))
+
+    def _families(
+        self, writer: LogWriterState | None
+    ) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        labels = ["model_name"]
+        gauges = {
+            "model_server_prediction_log_backlog": (
+                "Prediction records accepted but not yet written to the serving database "
+                "(in memory, in flight or spilled to disk).",
+                lambda w: w.backlog,
+            ),
+            "model_server_prediction_log_spilled_backlog": (
+                "Of the backlog, records waiting in spill files on local disk.",
+                lambda w: w.spilled,
+            ),
+        }
+        counters = {
+            "model_server_prediction_log_written_rows": (
+                "Prediction records committed to the serving database.",
+                lambda w: w.written_total,
+            ),
+            "model_server_prediction_log_spilled_rows": (
+                "Prediction records ever spilled to local disk (buffer full or database down).",
+                lambda w: w.spilled_total,
+            ),
+            "model_server_prediction_log_rejected_rows": (
+                "Prediction records the database refused, set aside in the spill folder's "
+                "rejected.jsonl.",
+                lambda w: w.rejected_total,
+            ),
+            "model_server_prediction_log_dropped_rows": (
+                "Prediction records lost (buffer full without a spill folder, spill disk failing).",
+                lambda w: w.dropped_total,
+            ),
+        }
+        for name, (doc, read) in gauges.items():
+            gauge = GaugeMetricFamily(name, doc, labels=labels)
+            gauge.add_metric([self.model_name], float(read(writer) if writer else 0))
+            yield gauge
+        for name, (doc, read) in counters.items():
+            counter = CounterMetricFamily(name, doc, labels=labels)
+            counter.add_metric([self.model_name], float(read(writer) if writer else 0))
+            yield counter
 
 
 class SignalsCollector(Collector):
@@ -239,12 +311,6 @@ class ServerMetrics:
             ["model_name", "model_version"],
             registry=registry,
         )
-        self.log_backlog = Gauge(
-            "model_server_prediction_log_backlog",
-            "Prediction records accepted but not yet written to the serving database.",
-            ["model_name"],
-            registry=registry,
-        )
         self.challenger_info = Gauge(
             "model_server_challenger_info",
             "The challenger version loaded beside the champion (value 1), and how it is used "
@@ -261,6 +327,8 @@ class ServerMetrics:
         )
         self.signals = SignalsCollector(model_name)
         registry.register(self.signals)
+        self.prediction_log = PredictionLogCollector(model_name)
+        registry.register(self.prediction_log)
         self.model_ready.labels(model_name).set(0)
         self.inflight.labels(model_name).set(0)
         for outcome in ("success", "failure"):
@@ -316,5 +384,5 @@ class ServerMetrics:
     def track_inflight(self) -> Gauge:
         return self.inflight.labels(self.model_name)
 
-    def watch_backlog(self, backlog: Callable[[], int]) -> None:
-        self.log_backlog.labels(self.model_name).set_function(lambda: float(backlog()))
+    def watch_writer(self, writer: LogWriterState) -> None:
+        self.prediction_log.writer = writer

@@ -176,7 +176,10 @@ class App:
         self.metrics = ServerMetrics(settings.model_name)
         self.store = RecordStore(settings.database_url)
         self.writer = RecordWriter(
-            self.store, batch_size=WRITER_BATCH, flush_interval=WRITER_FLUSH_SECONDS
+            self.store,
+            batch_size=WRITER_BATCH,
+            flush_interval=WRITER_FLUSH_SECONDS,
+            spill_dir=settings.spill_dir,
         )
         self.accountant = Accountant(settings.model_name, self.metrics, self.writer)
         self.executor = ThreadPoolExecutor(
@@ -274,7 +277,7 @@ class App:
     def run(self) -> None:
         self.store.migrate()
         self.writer.start()
-        self.metrics.watch_backlog(lambda: self.writer.backlog)
+        self.metrics.watch_writer(self.writer)
         self.watcher.start()
         if self.challenger_watcher is not None:
             self.challenger_watcher.start()

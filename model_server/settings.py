@@ -52,6 +52,11 @@ class ServerSettings(BaseSettings):
     database_url: str = "sqlite:///state/serving.db"
     """SQLAlchemy URL of the serving database (prediction log and feedback)."""
 
+    spill_dir: Path | None = Path("state") / "spill"
+    """Folder the prediction log spills to when its in-memory buffer is full (database down or
+    slower than the traffic) and at shutdown when the database cannot be reached; replayed at
+    the next start. Empty: no spill, rows beyond the buffer are dropped (and counted)."""
+
     max_instances: int = Field(default=1000, ge=1)
     """Most instances (rows) one request may carry; more is a 413."""
 
@@ -112,6 +117,11 @@ class ServerSettings(BaseSettings):
     retrain_namespace: str | None = None
     """Namespace of that CronJob; unset means the pod's own namespace (in a cluster), else the
     kubeconfig context's, else default."""
+
+    @field_validator("spill_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -7,6 +7,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from model_server.metrics import ServerMetrics
 
 
+class WriterState:
+    backlog = 7
+    spilled = 2
+    written_total = 100
+    spilled_total = 5
+    rejected_total = 1
+    dropped_total = 3
+
+
 def test_names_and_label_sets() -> None:
     registry = CollectorRegistry()
     metrics = ServerMetrics("m", registry)
@@ -16,7 +25,7 @@ def test_names_and_label_sets() -> None:
     metrics.feedback_received("3")
     metrics.poll_failed()
     metrics.load_finished(ok=True)
-    metrics.watch_backlog(lambda: 7)
+    metrics.watch_writer(WriterState())
     value = registry.get_sample_value
     assert (
         value(
@@ -58,6 +67,11 @@ def test_names_and_label_sets() -> None:
     assert value("model_server_model_loads_total", {"model_name": "m", "outcome": "success"}) == 1
     assert value("model_server_model_loads_total", {"model_name": "m", "outcome": "failure"}) == 0
     assert value("model_server_prediction_log_backlog", {"model_name": "m"}) == 7
+    assert value("model_server_prediction_log_spilled_backlog", {"model_name": "m"}) == 2
+    assert value("model_server_prediction_log_written_rows_total", {"model_name": "m"}) == 100
+    assert value("model_server_prediction_log_spilled_rows_total", {"model_name": "m"}) == 5
+    assert value("model_server_prediction_log_rejected_rows_total", {"model_name": "m"}) == 1
+    assert value("model_server_prediction_log_dropped_rows_total", {"model_name": "m"}) == 3
     assert value("model_server_inflight_requests", {"model_name": "m"}) == 0
 
 

@@ -144,6 +144,9 @@ EXPECTED_SERIES = {
     "model_server_model_loads_total": {"model_name", "outcome"},
     "model_server_feedback_total": {"model_name", "model_version"},
     "model_server_prediction_log_backlog": {"model_name"},
+    "model_server_prediction_log_spilled_backlog": {"model_name"},
+    "model_server_prediction_log_written_rows_total": {"model_name"},
+    "model_server_prediction_log_dropped_rows_total": {"model_name"},
 }
 
 
