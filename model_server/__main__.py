@@ -31,7 +31,7 @@ def main() -> None:
     sys.argv = sys.argv[:1]
     from model_server.server import App, configure_logging, limit_native_threads
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.access_log)
     limit_native_threads()
     App(settings).run()
     # Requests are answered and their records written: skip the interpreter's teardown of

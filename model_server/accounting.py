@@ -68,20 +68,26 @@ class Accountant:
         created = datetime.now(UTC)
         ids = new_ids(len(predictions))
         values: list[float] = predictions.tolist()
-        inputs = [dict(zip(names, row, strict=True)) for row in features.tolist()]
+        # Widths were checked by validation; strict=True would cost ~20 us per 100 rows.
+        inputs = [dict(zip(names, row, strict=False)) for row in features.tolist()]
+        latency_ms = seconds * 1000.0
+        name = self.model_name
+        # Positional: keyword arguments double the cost of building 100 records. The order is
+        # PredictionRecord's: id, request_id, created_at, model_name, model_version, protocol,
+        # inputs, output, latency_ms, status, error.
         records = [
             PredictionRecord(
-                id=prediction_id,
-                request_id=request_id,
-                created_at=created,
-                model_name=self.model_name,
-                model_version=version,
-                protocol=protocol,
-                inputs=row,
-                output=value,
-                latency_ms=seconds * 1000.0,
-                status=200,
-                error=None,
+                prediction_id,
+                request_id,
+                created,
+                name,
+                version,
+                protocol,
+                row,
+                value,
+                latency_ms,
+                200,
+                None,
             )
             for prediction_id, row, value in zip(ids, inputs, values, strict=True)
         ]
@@ -106,11 +112,11 @@ class Accountant:
                     new_ids(len(ids)), ids, inputs, shadow_values, strict=True
                 )
             ]
-            self.metrics.shadow_predicted(shadow.version, "ok", shadow_values)
+            self.metrics.shadow_predicted(shadow.version, "ok", shadow.predictions)
         # Served and shadow rows queued together: they reach the database in the same batch
         # (or the next), before feedback for the served prediction can come.
         self.sink.submit(records)
-        self.metrics.request_succeeded(version, protocol, seconds, values)
+        self.metrics.request_succeeded(version, protocol, seconds, predictions)
         return ids
 
     def failed(

@@ -7,19 +7,27 @@ own), or into a private registry in tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 # Seconds: a one-row request takes about a millisecond, a 1000-row batch tens of them.
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 # Units of $100,000; the training target is capped at 5.00001.
+VERSIONED = ["model_name", "model_version"]
 VALUE_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
 # Outcomes of recorded retraining decisions (model_server/records/retrain.py), exported even
 # at zero so that rates and alerts see them from the start.
@@ -71,6 +79,58 @@ class LogWriterState(Protocol):
     spilled_total: int
     rejected_total: int
     dropped_total: int
+
+
+class ValueHistogram(Collector):
+    """A histogram per model version that takes a request's values at once: counting 100
+    values into the buckets with numpy costs ~10 us, 100 Histogram.observe calls ~90 us."""
+
+    def __init__(
+        self, name: str, documentation: str, model_name: str, buckets: Sequence[float]
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.model_name = model_name
+        self.bounds = np.asarray(buckets, dtype=np.float64)
+        self._lock = threading.Lock()
+        self._counts: dict[str, np.ndarray] = {}  # per version: one count per bucket, +Inf last
+        self._sums: dict[str, float] = {}
+
+    def observe(self, version: str, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        # Bucket i holds bounds[i-1] < v <= bounds[i] (Prometheus' "le"), the last +Inf.
+        counts = np.bincount(
+            np.searchsorted(self.bounds, values, side="left"), minlength=len(self.bounds) + 1
+        )
+        total = float(values.sum())
+        with self._lock:
+            if version in self._counts:
+                self._counts[version] += counts
+                self._sums[version] += total
+            else:
+                self._counts[version] = counts
+                self._sums[version] = total
+
+    def count(self, version: str) -> int:
+        with self._lock:
+            counts = self._counts.get(version)
+            return 0 if counts is None else int(counts.sum())
+
+    def describe(self) -> Iterable[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=VERSIONED)]
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=VERSIONED)
+        with self._lock:
+            snapshot = [(v, c.cumsum(), self._sums[v]) for v, c in self._counts.items()]
+        les = [*(floatToGoString(b) for b in self.bounds), "+Inf"]
+        for version, cumulative, total in snapshot:
+            family.add_metric(
+                [self.model_name, version],
+                buckets=list(zip(les, (float(c) for c in cumulative), strict=True)),
+                sum_value=total,
+            )
+        return [family]
 
 
 class PredictionLogCollector(Collector):
@@ -268,13 +328,13 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.prediction_value = Histogram(
+        self.prediction_value = ValueHistogram(
             "model_server_prediction_value",
             "Predicted median house values (units of $100,000), one observation per instance.",
-            ["model_name", "model_version"],
-            buckets=VALUE_BUCKETS,
-            registry=registry,
+            model_name,
+            VALUE_BUCKETS,
         )
+        registry.register(self.prediction_value)
         self.model_info = Gauge(
             "model_server_model_info",
             "The model version being served (value 1), its training run and inference backend.",
@@ -336,13 +396,11 @@ class ServerMetrics:
         self.alias_poll_failures.labels(model_name)
 
     def request_succeeded(
-        self, version: str, protocol: str, seconds: float, values: Iterable[float]
+        self, version: str, protocol: str, seconds: float, values: np.ndarray
     ) -> None:
         self.requests.labels(self.model_name, version, protocol, "200").inc()
         self.latency.labels(self.model_name, version, protocol).observe(seconds)
-        histogram = self.prediction_value.labels(self.model_name, version)
-        for value in values:
-            histogram.observe(value)
+        self.prediction_value.observe(version, values)
 
     def request_failed(self, version: str, protocol: str, status: int) -> None:
         self.requests.labels(self.model_name, version, protocol, str(status)).inc()
@@ -360,11 +418,12 @@ class ServerMetrics:
     def challenger_withdrawn(self) -> None:
         self.challenger_info.clear()
 
-    def shadow_predicted(self, version: str, outcome: str, values: Iterable[float] = ()) -> None:
+    def shadow_predicted(
+        self, version: str, outcome: str, values: np.ndarray | None = None
+    ) -> None:
         self.shadow_predictions.labels(self.model_name, version, outcome).inc()
-        histogram = self.prediction_value.labels(self.model_name, version)
-        for value in values:
-            histogram.observe(value)
+        if values is not None:
+            self.prediction_value.observe(version, values)
 
     def publish_signals(self, signals: Signals) -> None:
         self.signals.signals = signals  # one reference: a scrape sees the old set or the new

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -219,16 +220,21 @@ def _named_columns(request: InferRequest, schema: FeatureSchema, max_instances: 
 
 
 def new_ids(count: int) -> list[str]:
-    """`count` random UUID4 strings, built in bulk (uuid.uuid4() costs ~6 us each)."""
-    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = raw.tobytes().hex()
-    return [
-        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-"
-        f"{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}"
-        for i in range(0, 32 * count, 32)
-    ]
+    """`count` new prediction ids: UUIDv7 strings (RFC 9562) sharing one timestamp and random
+    part, the last 16 bits counting the instances. Time-ordered, so that the log's primary key
+    grows at its end instead of at random places (a third of an insert's cost with UUID4),
+    and built in ~10 us per 100 (uuid.uuid4() costs ~6 us each). 58 random bits per request
+    and millisecond keep ids unique across requests and replicas."""
+    if count > 0x10000:
+        return new_ids(0x10000) + new_ids(count - 0x10000)
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(8), "big")
+    rand_a = rand >> 52  # 12 bits
+    rand_b = rand & ((1 << 46) - 1)  # 46 bits; then the 16-bit counter
+    head = f"{millis >> 16:08x}-{millis & 0xFFFF:04x}-{0x7000 | rand_a:04x}-"
+    tail = (0b10 << 62) | (rand_b << 16)  # RFC 9562 variant
+    prefix = f"{head}{tail >> 48:04x}-{(tail >> 16) & 0xFFFFFFFF:08x}"
+    return [f"{prefix}{i:04x}" for i in range(count)]
 
 
 def v1_response(

@@ -150,11 +150,14 @@ class PredictorServer(ModelServer):
         asyncio.run(self._serve())
 
 
-def configure_logging(level: str) -> None:
-    """KServe's log format for its loggers, uvicorn's and ours, all at `level`."""
+def configure_logging(level: str, access_log: bool = False) -> None:
+    """KServe's log format for its loggers, uvicorn's and ours, all at `level`; uvicorn's
+    access log at WARNING (silent) unless `access_log`."""
     config = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
     for name in ("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access"):
         config["loggers"][name]["level"] = level
+    if not access_log and logging.getLevelName(level) < logging.WARNING:
+        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
     config["loggers"]["model_server"] = {"handlers": ["kserve"], "level": level, "propagate": False}
     for noisy in ("mlflow", "alembic", "skl2onnx"):
         config["loggers"][noisy] = {"level": "WARNING"}

@@ -8,22 +8,25 @@ rejected with a ValueError.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 
-@dataclass(frozen=True, slots=True)
-class PredictionRecord:
-    """One predicted instance (or one failed request), as the server hands it over."""
+class PredictionRecord(NamedTuple):
+    """One predicted instance (or one failed request), as the server hands it over.
 
-    id: str  # prediction id (uuid4 hex), one row per predicted instance
+    A NamedTuple, not a dataclass: a 100-row request builds 100 of them on the request path,
+    and a tuple is built in a third of the time of a frozen dataclass."""
+
+    id: str  # prediction id (a UUID), one row per predicted instance
     request_id: str  # groups the instances of one request
     created_at: datetime  # UTC (a naive datetime is taken as UTC)
     model_name: str
@@ -234,6 +237,76 @@ def to_row(record: PredictionRecord) -> dict[str, Any]:
     }
 
 
+# Columns of an insert, in the order of `insert_params`.
+INSERT_COLUMNS = (
+    "id",
+    "request_id",
+    "created_at",
+    "model_name",
+    "model_version",
+    "protocol",
+    "inputs",
+    "output",
+    "latency_ms",
+    "status",
+    "error",
+    "shadow_of",
+)
+
+
+def insert_params(
+    record: PredictionRecord, timestamp: Callable[[datetime], object]
+) -> tuple[Any, ...]:
+    """DB-API parameters (INSERT_COLUMNS order) of `record`, the same values `to_row` gives
+    as SQLAlchemy would bind them; ValueError as `to_row`.
+
+    The records the server builds take a fast path (~2 us: no per-column type processing,
+    inputs encoded by orjson, which writes NaN and infinities as null like `json_safe`); any
+    other record goes through `to_row`. `timestamp` converts created_at to its bound value.
+    """
+    (rid, request_id, created, name, version, protocol, inputs, output, latency, status,
+     error, shadow_of) = record  # fmt: skip
+    if (
+        type(record) is PredictionRecord
+        and type(rid) is str
+        and type(request_id) is str
+        and type(name) is str
+        and type(version) is str
+        and type(protocol) is str
+        and rid
+        and request_id
+        and "\x00"
+        not in f"{rid}{request_id}{name}{version}{protocol}{error or ''}{shadow_of or ''}"
+        and type(created) is datetime
+        and created.tzinfo is UTC
+        and type(latency) is float
+        and math.isfinite(latency)
+        and type(status) is int
+        and 100 <= status <= 599
+        and (output is None or (type(output) is float and math.isfinite(output)))
+        and (error is None or type(error) is str)
+        and (shadow_of is None or type(shadow_of) is str)
+        and (inputs is None or type(inputs) is dict)
+    ):
+        try:
+            encoded = None if inputs is None else orjson.dumps(inputs).decode()
+        except TypeError:  # keys that are not text: the careful path
+            pass
+        else:
+            return (rid, request_id, timestamp(created), name, version, protocol, encoded,
+                    output, latency, status, error, shadow_of)  # fmt: skip
+    row = to_row(record)
+    inputs_json = row["inputs"]
+    row["inputs"] = None if inputs_json is None else json.dumps(inputs_json, allow_nan=False)
+    row["created_at"] = timestamp(row["created_at"])
+    return tuple(row[column] for column in INSERT_COLUMNS)
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """created_at as SQLAlchemy's SQLite DateTime stores a naive UTC datetime."""
+    return as_utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else as_utc(value).isoformat()
 
@@ -253,7 +326,7 @@ OPTIONAL_FIELDS = frozenset({"shadow_of"})
 def record_to_json(record: PredictionRecord) -> dict[str, Any]:
     """A faithful, strict-JSON copy of `record` for the spill files (no validation here)."""
     data: dict[str, Any] = {
-        name: json_safe(getattr(record, name)) for name in PredictionRecord.__dataclass_fields__
+        name: json_safe(getattr(record, name)) for name in PredictionRecord._fields
     }
     if isinstance(record.created_at, datetime):
         data["created_at"] = record.created_at.isoformat()
@@ -264,7 +337,7 @@ def record_from_json(data: Mapping[str, Any]) -> PredictionRecord:
     """Inverse of `record_to_json`; KeyError/ValueError/TypeError for a line that is not one."""
     fields: dict[str, Any] = {
         name: data[name] if name not in OPTIONAL_FIELDS else data.get(name)
-        for name in PredictionRecord.__dataclass_fields__
+        for name in PredictionRecord._fields
     }
     fields["created_at"] = datetime.fromisoformat(fields["created_at"])
     return PredictionRecord(**fields)

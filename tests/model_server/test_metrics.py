@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 from model_server.metrics import ServerMetrics
@@ -19,7 +20,7 @@ class WriterState:
 def test_names_and_label_sets() -> None:
     registry = CollectorRegistry()
     metrics = ServerMetrics("m", registry)
-    metrics.request_succeeded("3", "v1", 0.01, [1.5, 2.5])
+    metrics.request_succeeded("3", "v1", 0.01, np.array([1.5, 2.5]))
     metrics.request_failed("3", "v2", 400)
     metrics.model_swapped("3", "run", "onnxruntime")
     metrics.feedback_received("3")
@@ -159,7 +160,7 @@ def test_challenger_info_and_shadow_counts() -> None:
     registry = CollectorRegistry()
     metrics = ServerMetrics("m", registry)
     metrics.challenger_swapped("4", "run", "onnxruntime", "shadow")
-    metrics.shadow_predicted("4", "ok", [1.0, 2.0])
+    metrics.shadow_predicted("4", "ok", np.array([1.0, 2.0]))
     metrics.shadow_predicted("4", "refused")
     value = registry.get_sample_value
     labels = {"model_name": "m", "model_version": "4"}
@@ -170,3 +171,19 @@ def test_challenger_info_and_shadow_counts() -> None:
     assert value("model_server_prediction_value_count", labels) == 2
     metrics.challenger_withdrawn()
     assert value("model_server_challenger_info", info) is None
+
+
+def test_value_histogram_buckets_are_prometheus_le() -> None:
+    registry = CollectorRegistry()
+    metrics = ServerMetrics("m", registry)
+    # 0.25 and 0.5 are bucket bounds: a value equal to a bound counts in that bucket.
+    metrics.request_succeeded("1", "v1", 0.01, np.array([0.25, 0.3, 0.5, 7.0]))
+    metrics.request_succeeded("1", "v1", 0.01, np.array([0.1]))
+    value = registry.get_sample_value
+    labels = {"model_name": "m", "model_version": "1"}
+    assert value("model_server_prediction_value_bucket", {**labels, "le": "0.25"}) == 2
+    assert value("model_server_prediction_value_bucket", {**labels, "le": "0.5"}) == 4
+    assert value("model_server_prediction_value_bucket", {**labels, "le": "6.0"}) == 4
+    assert value("model_server_prediction_value_bucket", {**labels, "le": "+Inf"}) == 5
+    assert value("model_server_prediction_value_count", labels) == 5
+    assert value("model_server_prediction_value_sum", labels) == 8.15
