@@ -1,0 +1,69 @@
+"""The request path's choices: which requests run on the event loop, the heap frozen after a
+load, and the prediction ids."""
+
+from __future__ import annotations
+
+import gc
+import time
+import uuid
+from typing import Any
+
+import pytest
+from kserve import InferInput, InferRequest
+
+from model_server.model import INLINE_MAX_INSTANCES, Job, freeze_heap, instance_count
+from model_server.protocol import Protocol, new_ids
+
+
+def job(protocol: Protocol, payload: Any) -> Job:
+    return Job(loaded=None, protocol=protocol, payload=payload, request_id="r", started=None)  # type: ignore[arg-type]
+
+
+def v2(*shapes: list[int]) -> InferRequest:
+    inputs = [InferInput(f"x{i}", shape, "FP64", None) for i, shape in enumerate(shapes)]
+    return InferRequest("m", inputs)
+
+
+@pytest.mark.parametrize(
+    ("request_job", "count"),
+    [
+        (job("v1", {"instances": [[0.0] * 8]}), 1),
+        (job("v1", {"instances": [{}] * 100}), 100),
+        (job("v1", {"instances": "not a list"}), 1 << 30),
+        (job("v1", b"raw body"), 1 << 30),
+        (job("v2", v2([3, 8])), 3),
+        (job("v2", v2([5], [5, 1])), 5),
+        (job("v2", v2([])), 1 << 30),
+    ],
+)
+def test_instance_count_reads_the_outer_shape(request_job: Job, count: int) -> None:
+    assert instance_count(request_job) == count
+
+
+def test_small_requests_run_inline_and_large_ones_in_the_pool() -> None:
+    assert instance_count(job("v1", {"instances": [[0.0] * 8] * INLINE_MAX_INSTANCES})) <= 8
+    assert instance_count(job("v1", {"instances": [[0.0] * 8] * 9})) > INLINE_MAX_INSTANCES
+
+
+def test_freezing_moves_the_live_heap_out_of_collections() -> None:
+    try:
+        gc.unfreeze()
+        kept = [object() for _ in range(1000)]
+        freeze_heap()
+        assert gc.get_freeze_count() >= len(kept)
+        freeze_heap()  # again (the next version): unfreezes first, then freezes what lives
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()
+
+
+def test_prediction_ids_are_unique_time_ordered_uuid7() -> None:
+    first = new_ids(3)
+    time.sleep(0.002)
+    second = new_ids(60_000)
+    ids = first + second + new_ids(70_000)  # past the 16-bit counter: a second prefix
+    assert len(set(ids)) == len(ids) == 130_003
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    assert first == sorted(first) and second == sorted(second)
+    assert first[-1] < second[0]  # a later millisecond sorts after
+    assert new_ids(0) == []
