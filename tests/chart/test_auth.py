@@ -1,21 +1,26 @@
 """The chart's access-control wiring: API keys only from a Secret, mounted as files the server
-reads, the rate limit as env, the schema's refusals, and the rendered `helm test` script, probes
-and ServiceMonitor path against a real server started with the rendered settings."""
+reads, the rate limit as env, the schema's refusals; the probes and the ServiceMonitor on open
+routes; and the rendered `helm test` script run against a stand-in predictor that wants a key.
+(That the server reads the rendered env names is test_processes.py's unread_env check, run on
+ci/auth-values.yaml like on every value set.)"""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from model_server.auth import Role, required_role
 from tests.chart.conftest import CHART, HELMS, find, helm_args, pod_spec, render, run_tool
-from tests.model_server.server_support import ServerProcess, start_server
 
 AUTH = "auth-values.yaml"
 KEYS_DIR = "/etc/model-server/api-keys"
@@ -139,66 +144,93 @@ def test_schema_rejects_bad_auth_values(tools, helm: str, sets: list[str]) -> No
     assert "schema" in result.stderr.lower() or "at '" in result.stderr, result.stderr
 
 
-# --- The rendered settings on a real server -----------------------------------------------
-
-USER_KEY = secrets.token_hex(24)
-ADMIN_KEY = secrets.token_hex(24)
+# --- The rendered helm test script, probes and scrape path -------------------------------
 
 
-@pytest.fixture(scope="module")
-def chart_server(
-    tools, trained_registry: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ServerProcess, list[dict[str, Any]], Path]]:
-    """The server with the rendered predictor's access settings: the Secret's entries as the
-    files the chart mounts (under a temporary folder instead of KEYS_DIR)."""
-    docs = render("helm4", AUTH)
-    container = predictor_pod(docs)["containers"][0]
-    root = tmp_path_factory.mktemp("chart-auth")
-    keys = root / "api-keys"
-    keys.mkdir()
-    # As `kubectl create secret generic --from-literal` would hold them (two user keys).
-    (keys / "user-api-keys").write_text(f"{USER_KEY},{secrets.token_hex(24)}")
-    (keys / "admin-api-keys").write_text(ADMIN_KEY + "\n")
-    settings = {
-        e["name"]: e["value"].replace(KEYS_DIR, str(keys))
-        for e in container["env"]
-        if "API_KEYS" in e["name"] or "RATE_LIMIT" in e["name"]
-    }
-    assert len(settings) == 4, settings
-    server = start_server(root / "work", trained_registry.tracking_uri, env_extra=settings)
+def test_probes_and_scrape_path_are_open_routes(tools) -> None:
+    """What the kubelet and Prometheus call needs no key (they send none)."""
+    for value_set in (AUTH, None):
+        docs = render("helm4", value_set)
+        container = predictor_pod(docs)["containers"][0]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert required_role(container[probe]["httpGet"]["path"]) is Role.OPEN, probe
+        for monitor in find(docs, "ServiceMonitor"):
+            for endpoint in monitor["spec"]["endpoints"]:
+                assert required_role(endpoint["path"]) is Role.OPEN
+
+
+class Predictor(BaseHTTPRequestHandler):
+    """Stands in for the predictor's v1 route with access control: 200 for `Bearer <key>`,
+    401 otherwise (or 200 for anyone when `key` is None). The real server's answers to the
+    same requests are tested in tests/model_server/test_auth.py."""
+
+    key: str | None = None
+    seen: list[str | None] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        sent = self.headers.get("Authorization")
+        self.seen.append(sent)
+        if self.key is not None and sent != f"Bearer {self.key}":
+            body, status = b'{"error": "an API key is required"}', 401
+        else:
+            body, status = b'{"predictions": [4.5], "model_version": "1"}', 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def predictor(key: str | None) -> Iterator[tuple[str, list[str | None]]]:
+    handler = type("Handler", (Predictor,), {"key": key, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        server.wait_ready()
-        yield server, docs, keys
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler.seen
     finally:
-        server.stop()
+        server.shutdown()
+        server.server_close()
 
 
-@pytest.mark.slow
-def test_probes_and_metrics_need_no_key(chart_server) -> None:
-    server, docs, _ = chart_server
-    container = predictor_pod(docs)["containers"][0]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert server.get(container[probe]["httpGet"]["path"]).status_code == 200, probe
-    endpoint = find(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]
-    metrics = server.get(endpoint["path"])
-    assert metrics.status_code == 200 and "model_server_requests_total" in metrics.text
-    refused = server.post("/v1/models/california-housing:predict", json={"instances": []})
-    assert refused.status_code == 401
-    allowed = server.get("/logs/1", headers={"X-API-Key": ADMIN_KEY})
-    assert allowed.status_code == 200
-    assert USER_KEY not in server.log() and ADMIN_KEY not in server.log()
-
-
-@pytest.mark.slow
-def test_helm_test_script_passes_with_a_key(chart_server) -> None:
-    server, docs, keys = chart_server
+def run_helm_test(docs: list[dict[str, Any]], url: str, keys: Path) -> subprocess.CompletedProcess:
     script = find(docs, "Pod")[0]["spec"]["containers"][0]["args"][0]
-    script = re.sub(rf"http://{FULLNAME}-predictor\.[a-z-]+\.svc(?=/)", server.url, script)
+    script = re.sub(rf"http://{FULLNAME}-predictor\.[a-z-]+\.svc(?=/)", url, script)
+    assert url in script
     script = script.replace(KEYS_DIR, str(keys))
-    assert server.url in script
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=200
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
+
+
+def test_helm_test_script_sends_the_first_key_and_checks_the_401(tools, tmp_path: Path) -> None:
+    first, second = secrets.token_hex(24), secrets.token_hex(24)
+    # As `kubectl create secret generic --from-literal=user-api-keys=K1,K2` holds them.
+    (tmp_path / "user-api-keys").write_text(f"{first},{second}")
+    docs = render("helm4", AUTH)
+    with predictor(first) as (url, seen):
+        result = run_helm_test(docs, url, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "without an API key: 401" in result.stdout
-    assert USER_KEY not in result.stdout + result.stderr
+    assert seen == [f"Bearer {first}", None]
+    assert first not in result.stdout + result.stderr
+
+
+def test_helm_test_script_fails_if_the_server_takes_no_key(tools, tmp_path: Path) -> None:
+    (tmp_path / "user-api-keys").write_text(secrets.token_hex(24) + "\n")
+    with predictor(None) as (url, _):
+        result = run_helm_test(render("helm4", AUTH), url, tmp_path)
+    assert result.returncode != 0
+    assert "access control is off" in result.stderr
+
+
+def test_helm_test_script_without_auth_sends_no_key(tools, tmp_path: Path) -> None:
+    with predictor(None) as (url, seen):
+        result = run_helm_test(render("helm4"), url, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert seen == [None]
