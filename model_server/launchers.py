@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
+from model_server.auth import KEY_ENV
 from model_server.errors import ConflictError, ModelServerError
 from model_server.settings import ServerSettings
 
@@ -99,7 +100,8 @@ class LocalLauncher:
 
     def _spawn(self, force: bool) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
         command = [sys.executable, "-m", "training_job", *retrain_args(force)]
-        env = dict(os.environ)
+        # The server's API keys stay with the server: a training run needs none.
+        env = {name: value for name, value in os.environ.items() if name not in KEY_ENV}
         # The run must use the database the server reads its lease and decisions from.
         env.setdefault(SERVING_DATABASE_ENV, self.database_url)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -1,11 +1,16 @@
-"""The ASGI middleware in front of every route: start clock, in-flight gauge, body size cap.
+"""The ASGI middleware in front of every route: access control, then start clock, in-flight
+gauge, body size cap.
 
-A body above the cap is refused with 413 before anything parses it; one that passes is read
-once here and replayed to the route, which then reads it from memory.
+AccessGuard (outermost, installed only when keys or a rate limit are configured) refuses a
+request without the key its route needs, or over its rate, before its body is read; the refusal
+is neither a prediction-log record nor a request metric (an unauthenticated flood costs no
+database write). A body above the cap is refused with 413 before anything parses it; one that
+passes is read once here and replayed to the route, which then reads it from memory.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import Gauge
@@ -14,11 +19,50 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_server.accounting import REQUEST_STARTED
-from model_server.errors import BadRequestError, ModelServerError, PayloadTooLargeError
+from model_server.auth import AccessControl
+from model_server.errors import (
+    BadRequestError,
+    ModelServerError,
+    PayloadTooLargeError,
+    error_response,
+)
 from model_server.protocol import protocol_of
+
+log = logging.getLogger(__name__)
 
 ErrorResponder = Callable[[Request, Exception], Awaitable[Response]]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class AccessGuard:
+    """Answers 401, 403 or 429 (the server's error JSON) for a request that `access` refuses;
+    passes the others on untouched."""
+
+    def __init__(self, app: ASGIApp, *, access: AccessControl) -> None:
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        address = client[0] if client else None
+        refusal = self.access.check(scope["path"], scope["headers"], address)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        log.info(
+            "refused %s %s from %s: %d (%s)",
+            scope["method"],
+            scope["path"],
+            address,
+            refusal.status,
+            refusal.reason,
+        )
+        response = error_response(ModelServerError(refusal.message, status_code=refusal.status))
+        response.headers.update(refusal.headers)
+        await response(scope, receive, send)
 
 
 class RequestGuard:

@@ -36,11 +36,12 @@ from kserve.utils import utils as kserve_utils
 from starlette.requests import ClientDisconnect, Request
 
 from model_server.accounting import REQUEST_STARTED, Accountant
+from model_server.auth import AccessControl, document_access
 from model_server.errors import BadRequestError, ErrorHandler, ModelServerError
 from model_server.launchers import make_launcher
 from model_server.loader import RegistryLoader
 from model_server.metrics import ServerMetrics
-from model_server.middleware import RequestGuard
+from model_server.middleware import AccessGuard, RequestGuard
 from model_server.model import HousingModel
 from model_server.protocol import protocol_of
 from model_server.records import RecordsError, RecordStore, RecordWriter
@@ -171,6 +172,21 @@ def limit_native_threads() -> None:
     threadpool_limits(limits=1)
 
 
+def _document_access(app: FastAPI, access: AccessControl) -> None:
+    """/openapi.json declares the security schemes and each route's role and refusals."""
+    build = app.openapi
+    documented: list[bool] = []
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        if not documented:
+            document_access(schema, access)
+            documented.append(True)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 class App:
     """The running server's parts, built from settings; `run()` serves until SIGTERM."""
 
@@ -276,6 +292,12 @@ class App:
             inflight=self.metrics.track_inflight(),
             clock=time.perf_counter,
         )
+        # Added last, so outermost: a refused request's body is never read.
+        access = AccessControl.from_settings(self.settings)
+        log.info("%s", access.describe())
+        if access.active:
+            app.add_middleware(AccessGuard, access=access)
+            _document_access(app, access)
 
     def run(self) -> None:
         self.store.migrate()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from model_server.auth import ADMIN_KEYS_ENV, USER_KEYS_ENV, parse_keys
 
 # models:/<name>@<alias> or models:/<name>/<version>: the two registry URIs the server follows.
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -24,8 +26,12 @@ class ServerSettings(BaseSettings):
     the MLflow tracking URI, which is MLflow's own MLFLOW_TRACKING_URI.
     """
 
+    # hide_input_in_errors: a refused value is never echoed (API keys, database passwords).
     model_config = SettingsConfigDict(
-        env_prefix="MODEL_SERVER_", extra="ignore", protected_namespaces=()
+        env_prefix="MODEL_SERVER_",
+        extra="ignore",
+        protected_namespaces=(),
+        hide_input_in_errors=True,
     )
 
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -123,7 +129,61 @@ class ServerSettings(BaseSettings):
     """Namespace of that CronJob; unset means the pod's own namespace (in a cluster), else the
     kubeconfig context's, else default."""
 
-    @field_validator("spill_dir", mode="before")
+    user_key_digests: Annotated[tuple[bytes, ...], NoDecode] = Field(
+        default=(), repr=False, exclude=True, validation_alias=AliasChoices(USER_KEYS_ENV)
+    )
+    """User API keys (MODEL_SERVER_USER_API_KEYS): prediction and feedback routes. Separated by
+    commas (or whitespace), each at least 16 visible ASCII characters; held as SHA-256 digests
+    only. With no user and no admin key configured, every route is open (docs/security.md)."""
+
+    user_api_keys_file: Path | None = None
+    """A file of more user keys, same format (one per line is fine): a mounted Kubernetes
+    Secret. Read once at start-up; named but missing, unreadable or empty is an error."""
+
+    admin_key_digests: Annotated[tuple[bytes, ...], NoDecode] = Field(
+        default=(), repr=False, exclude=True, validation_alias=AliasChoices(ADMIN_KEYS_ENV)
+    )
+    """Admin API keys (MODEL_SERVER_ADMIN_API_KEYS): retraining, the raw prediction log, and
+    every route a user key may use. Same format as the user keys."""
+
+    admin_api_keys_file: Path | None = None
+    """A file of more admin keys, like USER_API_KEYS_FILE."""
+
+    rate_limit_per_second: float = Field(default=0.0, ge=0.0)
+    """Requests per second allowed to each API key (to each client address when no key is
+    configured) on every route that is not open; 0 turns rate limiting off. In memory: per
+    replica."""
+
+    rate_limit_burst: int = Field(default=20, ge=1)
+    """Requests a key (or address) may send at once above the rate (the token bucket's size)."""
+
+    @field_validator("user_key_digests", "admin_key_digests", mode="before")
+    @classmethod
+    def _digests(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        source = USER_KEYS_ENV if info.field_name == "user_key_digests" else ADMIN_KEYS_ENV
+        return parse_keys(value, source)
+
+    @model_validator(mode="after")
+    def _key_files(self) -> ServerSettings:
+        for env, path in (
+            (USER_KEYS_ENV, self.user_api_keys_file),
+            (ADMIN_KEYS_ENV, self.admin_api_keys_file),
+        ):
+            if path is None:
+                continue
+            source = f"{env}_FILE"
+            digests = parse_keys(read_key_file(path, source), source)
+            if not digests:
+                raise ValueError(f"{source}: {path} holds no key")
+            if env == USER_KEYS_ENV:
+                self.user_key_digests = tuple(dict.fromkeys(self.user_key_digests + digests))
+            else:
+                self.admin_key_digests = tuple(dict.fromkeys(self.admin_key_digests + digests))
+        return self
+
+    @field_validator("spill_dir", "user_api_keys_file", "admin_api_keys_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -161,3 +221,15 @@ class ServerSettings(BaseSettings):
                 "scale with replicas"
             )
         return value
+
+
+def read_key_file(path: Path, source: str) -> str:
+    """The text of a key file; ValueError names the file and the problem, never its content."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{source}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError(f"{source}: {path} is not ASCII text") from None

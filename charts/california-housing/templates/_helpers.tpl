@@ -310,6 +310,20 @@ env:
     value: {{ $p.maxBodyBytes | int64 | quote }}
   - name: MODEL_SERVER_LOG_LEVEL
     value: {{ $p.logLevel | quote }}
+  - name: MODEL_SERVER_RATE_LIMIT_PER_SECOND
+    value: {{ $p.rateLimit.perSecond | quote }}
+  - name: MODEL_SERVER_RATE_LIMIT_BURST
+    value: {{ $p.rateLimit.burst | int64 | quote }}
+{{- if $v.auth.enabled }}
+{{- if $v.auth.userKeysKey }}
+  - name: MODEL_SERVER_USER_API_KEYS_FILE
+    value: {{ printf "%s/user-api-keys" (include "california-housing.apiKeysDir" .) | quote }}
+{{- end }}
+{{- if $v.auth.adminKeysKey }}
+  - name: MODEL_SERVER_ADMIN_API_KEYS_FILE
+    value: {{ printf "%s/admin-api-keys" (include "california-housing.apiKeysDir" .) | quote }}
+{{- end }}
+{{- end }}
   {{- include "california-housing.databaseUrlEnv" (dict "root" . "env" "MODEL_SERVER_DATABASE_URL" "database" "serving") | trim | nindent 2 }}
 {{- if $v.retrain.trigger.enabled }}
   - name: MODEL_SERVER_RETRAIN_LAUNCHER
@@ -339,6 +353,49 @@ readinessProbe:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+{{- if $v.auth.enabled }}
+  - name: api-keys
+    mountPath: {{ include "california-housing.apiKeysDir" . }}
+    readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* Where the predictor (and the helm test) find the API keys: the Secret, as files. */}}
+{{- define "california-housing.apiKeysDir" -}}
+/etc/model-server/api-keys
+{{- end }}
+
+{{/*
+The Secret volume of the API keys: the configured entries of auth.existingSecret as the files
+user-api-keys and admin-api-keys, readable by the pod's group only (fsGroup). Call with
+(dict "root" $ "entries" (list "user" "admin")): the helm test mounts one key file only.
+*/}}
+{{- define "california-housing.apiKeysVolume" -}}
+{{- $a := .root.Values.auth -}}
+- name: api-keys
+  secret:
+    secretName: {{ required "auth.existingSecret is required when auth.enabled" $a.existingSecret }}
+    # 0440: read by the pod's group (fsGroup), written by nobody.
+    defaultMode: 288
+    items:
+      {{- if and (has "user" .entries) $a.userKeysKey }}
+      - key: {{ $a.userKeysKey }}
+        path: user-api-keys
+      {{- end }}
+      {{- if and (has "admin" .entries) $a.adminKeysKey }}
+      - key: {{ $a.adminKeysKey }}
+        path: admin-api-keys
+      {{- end }}
+{{- end }}
+
+{{/* The volumes of the predictor pod (Deployment or InferenceService). */}}
+{{- define "california-housing.predictorVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 1Gi
+{{- if .Values.auth.enabled }}
+{{ include "california-housing.apiKeysVolume" (dict "root" . "entries" (list "user" "admin")) }}
+{{- end }}
 {{- end }}
 
 {{/* NetworkPolicy egress rule to cluster DNS: call with .Values.networkPolicy.dns. */}}
