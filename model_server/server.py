@@ -18,9 +18,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from kserve import ModelServer
+from kserve import InferRequest, ModelServer
 from kserve import logging as kserve_logging
 from kserve.constants.constants import (
     FASTAPI_APP_IMPORT_STRING,
@@ -33,16 +34,29 @@ from kserve.predictor_config import PredictorConfig
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.server import RESTServer
 from kserve.utils import utils as kserve_utils
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
+from model_server import openapi
 from model_server.accounting import REQUEST_STARTED, Accountant
-from model_server.errors import BadRequestError, ErrorHandler, ModelServerError
+from model_server.errors import (
+    BadRequestError,
+    ErrorHandler,
+    InvalidInstancesError,
+    ModelServerError,
+    UnsupportedMediaTypeError,
+)
 from model_server.launchers import make_launcher
 from model_server.loader import RegistryLoader
 from model_server.metrics import ServerMetrics
 from model_server.middleware import RequestGuard
 from model_server.model import HousingModel
-from model_server.protocol import protocol_of
+from model_server.protocol import (
+    protocol_of,
+    v1_duplicate_keys,
+    v1_lenient_json,
+    v2_invalid_text,
+)
 from model_server.records import RecordsError, RecordStore, RecordWriter
 from model_server.records.retrain import RetrainStore
 from model_server.retrain_routes import RetrainContext, retrain_router
@@ -74,17 +88,38 @@ class PredictorDataPlane(DataPlane):
         protocol_version: str = PredictorProtocol.REST_V1.value,
         model_name: str | None = None,
     ) -> Any:
+        check_media_type(headers, protocol_version)
         if protocol_version == PredictorProtocol.REST_V2.value and isinstance(body, bytes):
             # A v2 body without the binary-extension header is all JSON (Triton's rule;
             # tritonclient sends JSON-only requests without a content-type).
             headers.setdefault(INFERENCE_CONTENT_LENGTH_HEADER, str(len(body)))
+        v1 = protocol_version == PredictorProtocol.REST_V1.value and isinstance(body, bytes)
         # KServe's decoding lets numpy's and dict lookups' errors escape as 500s.
         try:
-            return super().decode(body, headers, protocol_version, model_name)
-        except (ModelServerError, InvalidInput):
+            decoded, attributes = super().decode(body, headers, protocol_version, model_name)
+        except ModelServerError:
             raise
+        except InvalidInput:
+            # Its parser refuses NaN, Infinity and numbers beyond float64 at their position;
+            # parsed as v2 bodies are, the checks name their instance and feature instead.
+            decoded = v1_lenient_json(body) if v1 and not has_binary_headers(headers) else None
+            if decoded is None:
+                raise
+            attributes = {}
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             raise BadRequestError(f"malformed request: {type(exc).__name__}: {exc}") from exc
+        if v1:
+            # The JSON parser keeps the last of two equal keys: say so instead.
+            repeated = [] if attributes else v1_duplicate_keys(body, decoded)
+            if repeated:
+                raise InvalidInstancesError(repeated)
+        elif isinstance(decoded, InferRequest):
+            invalid = v2_invalid_text(decoded)
+            if invalid:
+                raise BadRequestError(
+                    f"not valid Unicode text (a lone surrogate escape) in {', '.join(invalid)}"
+                )
+        return decoded, attributes
 
     async def model_metadata(self, model_name: str) -> dict[str, Any]:
         metadata: dict[str, Any] = await super().model_metadata(model_name)
@@ -93,6 +128,24 @@ class PredictorDataPlane(DataPlane):
             metadata["versions"] = [model.loaded.version]
             metadata["platform"] = model.loaded.backend
         return metadata
+
+
+def check_media_type(headers: Any, protocol_version: str) -> None:
+    """JSON, or no Content-Type at all (tritonclient sends none); on v2 also the binary tensor
+    extension (application/octet-stream with Inference-Header-Content-Length). KServe would
+    hand any other body to the model as raw bytes."""
+    declared = (headers or {}).get("content-type")
+    if not declared:
+        return
+    media = declared.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media[-5:] == "+json"):
+        return
+    binary = INFERENCE_CONTENT_LENGTH_HEADER.lower() in {k.lower() for k in headers}
+    if protocol_version == PredictorProtocol.REST_V2.value and binary:
+        return
+    raise UnsupportedMediaTypeError(
+        f"Content-Type {declared!r} is not supported: send the body as application/json"
+    )
 
 
 class PredictorRESTServer(RESTServer):
@@ -104,6 +157,10 @@ class PredictorRESTServer(RESTServer):
     def _add_middlewares(self, app: FastAPI) -> None:
         # Replaces KServe's TimingMiddleware, which logs a line per request.
         pass
+
+    def _register_endpoints(self, app: FastAPI) -> None:
+        # KServe's routes less those this server does not serve (model_server/openapi.py).
+        openapi.register_kserve_endpoints(app, self.dataplane)
 
     def create_application(self) -> None:
         super().create_application()
@@ -253,8 +310,15 @@ class App:
         )
         app.include_router(ops_router(ctx))
         app.include_router(retrain_router(RetrainContext(self.retrain, self.launcher)))
+        openapi.install(
+            app,
+            self.settings.model_name,
+            lambda: None if self.model.loaded is None else self.model.loaded.schema,
+            self.settings.max_instances,
+        )
         for kind in (
             ModelServerError,
+            HTTPException,
             RecordsError,
             InvalidInput,
             ModelNotFound,
