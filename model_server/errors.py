@@ -124,10 +124,6 @@ class PayloadTooLargeError(ModelServerError):
     status_code = 413
 
 
-class UnsupportedMediaTypeError(ModelServerError):
-    status_code = 415
-
-
 class ModelNotLoadedError(ModelServerError):
     status_code = 503
 

@@ -57,7 +57,6 @@ ERROR_DESCRIPTIONS = {
     409: "a retraining run is already going",
     413: "a body over MODEL_SERVER_MAX_BODY_BYTES, or more than MODEL_SERVER_MAX_INSTANCES "
     "instances",
-    415: "a Content-Type that is not JSON",
     422: "a body or parameter that does not fit the schema (the field is named)",
     502: "the retraining run could not be started",
     503: "no model loaded yet, or the serving database is unavailable",
@@ -65,7 +64,7 @@ ERROR_DESCRIPTIONS = {
 # Every POST: the body guard (413, 400 for a bad Content-Length) and the JSON parser (400).
 BODY_ERRORS = (400, 413)
 MODEL_ERRORS = (404, 503)
-INFERENCE_ERRORS = (*BODY_ERRORS, 404, 415, 422, 503)
+INFERENCE_ERRORS = (*BODY_ERRORS, 404, 422, 503)
 # Errors of each operation beyond BODY_ERRORS on POST; operations not listed: none.
 OPERATION_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/models/{model_name}"): MODEL_ERRORS,

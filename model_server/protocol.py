@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from kserve import InferOutput, InferRequest, InferResponse
 
 from model_server.errors import (
@@ -64,13 +65,27 @@ def _json_type(value: object) -> str:
 _KEY_END = re.compile(rb'"\s*:')
 
 
-def v1_lenient_json(body: bytes) -> object | None:
-    """`body` as Python's JSON parser reads it (NaN, Infinity, numbers beyond float64 become
-    values the checks name), or None if it is not JSON even so."""
+def content_type_hint(declared: str | None) -> str:
+    """For a message about a body that is not JSON: what the request said it was, if not."""
+    media = (declared or "").split(";", 1)[0].strip().lower()
+    if not media or media == "application/json" or media.endswith("+json"):
+        return ""
+    return f" (Content-Type {declared!r}; the body must be JSON)"
+
+
+def v1_json(body: bytes, content_type: str | None) -> Any:
+    """A v1 body's JSON. The fast parser refuses NaN, Infinity and numbers beyond float64
+    where it meets them; read as v2 bodies are (Python's parser), the checks then name their
+    instance and feature. BadRequestError if it is not JSON even so."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        error = exc
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
-        return None
+        pass
+    raise BadRequestError(f"Unrecognized request format{content_type_hint(content_type)}: {error}")
 
 
 def v1_duplicate_keys(body: bytes, decoded: object) -> list[Problem]:

@@ -44,7 +44,6 @@ from model_server.errors import (
     ErrorHandler,
     InvalidInstancesError,
     ModelServerError,
-    UnsupportedMediaTypeError,
 )
 from model_server.launchers import make_launcher
 from model_server.loader import RegistryLoader
@@ -52,9 +51,10 @@ from model_server.metrics import ServerMetrics
 from model_server.middleware import RequestGuard
 from model_server.model import HousingModel
 from model_server.protocol import (
+    content_type_hint,
     protocol_of,
     v1_duplicate_keys,
-    v1_lenient_json,
+    v1_json,
     v2_invalid_text,
 )
 from model_server.records import RecordsError, RecordStore, RecordWriter
@@ -88,32 +88,30 @@ class PredictorDataPlane(DataPlane):
         protocol_version: str = PredictorProtocol.REST_V1.value,
         model_name: str | None = None,
     ) -> Any:
-        check_media_type(headers, protocol_version)
+        headers = headers if headers is not None else {}
+        v1 = protocol_version == PredictorProtocol.REST_V1.value and isinstance(body, bytes)
+        if v1 and not has_binary_headers(headers):  # (a binary CloudEvent is KServe's)
+            # JSON whatever the Content-Type says (curl -d says a form), parsed here and not
+            # by KServe, which hands a body of another type to the model as bytes.
+            decoded = v1_json(body, headers.get("content-type"))
+            repeated = v1_duplicate_keys(body, decoded)
+            if repeated:  # the parser keeps the last of two equal keys: say so instead
+                raise InvalidInstancesError(repeated)
+            return self.decode_cloudevent(decoded)
         if protocol_version == PredictorProtocol.REST_V2.value and isinstance(body, bytes):
             # A v2 body without the binary-extension header is all JSON (Triton's rule;
             # tritonclient sends JSON-only requests without a content-type).
             headers.setdefault(INFERENCE_CONTENT_LENGTH_HEADER, str(len(body)))
-        v1 = protocol_version == PredictorProtocol.REST_V1.value and isinstance(body, bytes)
         # KServe's decoding lets numpy's and dict lookups' errors escape as 500s.
         try:
             decoded, attributes = super().decode(body, headers, protocol_version, model_name)
         except ModelServerError:
             raise
-        except InvalidInput:
-            # Its parser refuses NaN, Infinity and numbers beyond float64 at their position;
-            # parsed as v2 bodies are, the checks name their instance and feature instead.
-            decoded = v1_lenient_json(body) if v1 and not has_binary_headers(headers) else None
-            if decoded is None:
-                raise
-            attributes = {}
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise BadRequestError(f"malformed request: {type(exc).__name__}: {exc}") from exc
-        if v1:
-            # The JSON parser keeps the last of two equal keys: say so instead.
-            repeated = [] if attributes else v1_duplicate_keys(body, decoded)
-            if repeated:
-                raise InvalidInstancesError(repeated)
-        elif isinstance(decoded, InferRequest):
+        except (InvalidInput, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            message = str(exc) if isinstance(exc, InvalidInput) else f"{type(exc).__name__}: {exc}"
+            hint = content_type_hint(headers.get("content-type")) if isinstance(body, bytes) else ""
+            raise BadRequestError(f"malformed request{hint}: {message}") from exc
+        if isinstance(decoded, InferRequest):
             invalid = v2_invalid_text(decoded)
             if invalid:
                 raise BadRequestError(
@@ -128,24 +126,6 @@ class PredictorDataPlane(DataPlane):
             metadata["versions"] = [model.loaded.version]
             metadata["platform"] = model.loaded.backend
         return metadata
-
-
-def check_media_type(headers: Any, protocol_version: str) -> None:
-    """JSON, or no Content-Type at all (tritonclient sends none); on v2 also the binary tensor
-    extension (application/octet-stream with Inference-Header-Content-Length). KServe would
-    hand any other body to the model as raw bytes."""
-    declared = (headers or {}).get("content-type")
-    if not declared:
-        return
-    media = declared.split(";", 1)[0].strip().lower()
-    if media == "application/json" or (media.startswith("application/") and media[-5:] == "+json"):
-        return
-    binary = INFERENCE_CONTENT_LENGTH_HEADER.lower() in {k.lower() for k in headers}
-    if protocol_version == PredictorProtocol.REST_V2.value and binary:
-        return
-    raise UnsupportedMediaTypeError(
-        f"Content-Type {declared!r} is not supported: send the body as application/json"
-    )
 
 
 class PredictorRESTServer(RESTServer):

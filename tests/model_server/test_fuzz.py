@@ -60,7 +60,7 @@ enabled = false
 # 413 (more than MODEL_SERVER_MAX_INSTANCES instances, maxItems in the document) is a
 # rejection too; schemathesis' default list lacks it.
 [checks.negative_data_rejection]
-expected-statuses = [400, 404, 405, 406, 409, 413, 415, 422]
+expected-statuses = [400, 404, 405, 406, 409, 413, 422]
 
 [[operations]]
 include-path = "/v1/models/{model_name}:predict"
