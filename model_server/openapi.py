@@ -96,7 +96,8 @@ def register_kserve_endpoints(app: FastAPI, dataplane: DataPlane) -> None:
     (load/unload: the watcher loads the alias's version) nor the versioned v2 routes (the served
     version is the alias's); the v2 handlers without the `model_version` query parameter that
     KServe answers 501 to. `:predict` comes before `/v1/models/{model_name}`, whose parameter
-    matches `NAME:predict` too: a wrong method on `:predict` is told `Allow: POST`."""
+    matches `NAME:predict` too: a wrong method on `:predict` is told `Allow: POST`. (KServe's
+    OpenAI and time-series routes are for models of those kinds; this one is neither.)"""
     v1 = V1Endpoints(dataplane)
     v2 = V2Endpoints(dataplane)
 
