@@ -8,6 +8,7 @@ leaves the server in the same shape: {"error": message, "details": [...]}.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
 from model_server.records import RecordsError
@@ -24,6 +27,14 @@ log = logging.getLogger(__name__)
 # A message lists this many problems; the rest are counted.
 MAX_LISTED_PROBLEMS = 10
 MODEL_VERSION_HEADER = "X-Model-Version"
+# Control characters and lone surrogates (a request's keys and names are quoted in messages):
+# written escaped, so that a message is text any encoder, log or database takes (UTF-8 has no
+# surrogates, PostgreSQL refuses NUL).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,25 @@ class Problem:
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
     def as_dict(self) -> dict[str, Any]:
-        return {"instance": self.instance, "feature": self.feature, "message": self.message}
+        feature = None if self.feature is None else printable(self.feature)
+        return {"instance": self.instance, "feature": feature, "message": printable(self.message)}
+
+
+class ErrorDetail(BaseModel):
+    """One problem of a refused request (the OpenAPI document's view of `Problem`)."""
+
+    instance: int | None = Field(description="index of the instance, if the problem is in one")
+    feature: str | None = Field(description="the feature (or input, field), if known")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response of the server."""
+
+    error: str = Field(description="what is wrong: names the instance and feature where known")
+    details: list[ErrorDetail] | None = Field(
+        default=None, description="each problem on its own, when the request had several"
+    )
 
 
 class ModelServerError(Exception):
@@ -54,6 +83,7 @@ class ModelServerError(Exception):
     def __init__(
         self, message: str, problems: Sequence[Problem] = (), *, status_code: int | None = None
     ) -> None:
+        message = printable(message)
         super().__init__(message)
         self.message = message
         self.problems = tuple(problems)
@@ -61,6 +91,8 @@ class ModelServerError(Exception):
             self.status_code = status_code
         # Set by the model when it knows which version refused the request.
         self.model_version: str | None = None
+        # Response headers the error needs (e.g. Allow on a 405).
+        self.headers: dict[str, str] = {}
 
 
 class BadRequestError(ModelServerError):
@@ -114,6 +146,13 @@ def as_server_error(exc: Exception) -> ModelServerError:
         return ModelServerError("client closed the request", status_code=499)
     if isinstance(exc, RecordsError):  # they carry their own status (404, 400, 503)
         return ModelServerError(str(exc), status_code=exc.status_code)
+    if isinstance(exc, HTTPException):  # the router's: no such route (404), method (405)
+        headers = dict(exc.headers or {})
+        allowed = headers.get("Allow") or headers.get("allow")
+        message = str(exc.detail) + (f" (allowed: {allowed})" if allowed else "")
+        error = ModelServerError(message, status_code=exc.status_code)
+        error.headers = headers
+        return error
     return ModelServerError(f"internal error: {type(exc).__name__}")
 
 
@@ -133,8 +172,10 @@ def error_response(error: ModelServerError) -> JSONResponse:
     body: dict[str, Any] = {"error": error.message}
     if error.problems:
         body["details"] = [p.as_dict() for p in error.problems]
-    headers = {MODEL_VERSION_HEADER: error.model_version} if error.model_version else None
-    return JSONResponse(body, status_code=error.status_code, headers=headers)
+    headers = dict(error.headers)
+    if error.model_version:
+        headers[MODEL_VERSION_HEADER] = error.model_version
+    return JSONResponse(body, status_code=error.status_code, headers=headers or None)
 
 
 # Told of every failed request, to count it and write it to the prediction log.

@@ -7,6 +7,7 @@ giving every instance its prediction id.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from kserve import InferOutput, InferRequest, InferResponse
 
 from model_server.errors import (
@@ -58,6 +60,74 @@ def _check_count(count: int, max_instances: int) -> None:
 def _json_type(value: object) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
     return "null" if value is None else names.get(type(value), "a number")
+
+
+# Where a JSON object key ends (`"name" :`); in string values too, so never fewer than the keys.
+_KEY_END = re.compile(rb'"\s*:')
+
+
+def content_type_hint(declared: str | None) -> str:
+    """For a message about a body that is not JSON: what the request said it was, if not."""
+    media = (declared or "").split(";", 1)[0].strip().lower()
+    if not media or media == "application/json" or media.endswith("+json"):
+        return ""
+    return f" (Content-Type {declared!r}; the body must be JSON)"
+
+
+def v1_json(body: bytes, content_type: str | None) -> Any:
+    """A v1 body's JSON. The fast parser refuses NaN, Infinity and numbers beyond float64
+    where it meets them; read as v2 bodies are (Python's parser), the checks then name their
+    instance and feature. BadRequestError if it is not JSON even so."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        pass
+    raise BadRequestError(f"Unrecognized request format{content_type_hint(content_type)}: {error}")
+
+
+def v1_duplicate_keys(body: bytes, decoded: object) -> list[Problem]:
+    """Keys that appear twice in an object of a v1 body (the parser kept the last one):
+    `decoded` is what the fast parser made of `body`. Cheap unless the body has more key-like
+    sequences than `decoded` has keys; then the body is parsed again, key by key."""
+    if not isinstance(decoded, dict):
+        return []
+    instances = decoded.get("instances")
+    keys = len(decoded)
+    if type(instances) is list:
+        keys += sum(len(i) for i in instances if type(i) is dict)
+    if len(_KEY_END.findall(body)) <= keys:
+        return []
+    repeated: list[tuple[dict[str, Any], list[str]]] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            names = [k for k, _ in pairs]
+            repeated.append((obj, sorted({k for k in names if names.count(k) > 1})))
+        return obj
+
+    try:
+        tree = json.loads(body, object_pairs_hook=pairs_hook)
+    except (ValueError, RecursionError):  # the fast parser accepted it: not ours to judge
+        return []
+    found = {id(obj): names for obj, names in repeated}
+    problems = [
+        Problem(f"key '{k}' appears more than once in the request object")
+        for k in found.pop(id(tree), [])
+    ]
+    rows = tree.get("instances") if isinstance(tree, dict) else None
+    for i, instance in enumerate(rows if type(rows) is list else []):
+        problems += [
+            Problem("appears more than once in the object", i, k)
+            for k in found.pop(id(instance), [])
+        ]
+    for names in found.values():
+        problems += [Problem(f"key '{k}' appears more than once in an object") for k in names]
+    return problems
 
 
 def v1_features(body: object, schema: FeatureSchema, max_instances: int) -> np.ndarray:
@@ -146,6 +216,34 @@ def _tensor_values(name: str, datatype: str, data: object, count: int) -> list[A
             f"input '{name}': its shape holds {count} values, 'data' has {len(values)}"
         )
     return values
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _texts(where: str, value: object) -> Iterator[tuple[str, object]]:
+    yield where, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield f"{where} key", key
+            yield f"{where}.{key}", item
+
+
+def v2_invalid_text(request: InferRequest) -> list[str]:
+    """The request's text fields that hold a lone surrogate (`"\\ud800"`: JSON that Python's
+    parser takes, but no Unicode text; it could not be answered, logged or hashed)."""
+    fields = [*_texts("id", request.id), *_texts("parameters", request.parameters)]
+    for i, tensor in enumerate(request.inputs or ()):
+        fields += [(f"inputs[{i}].name", tensor.name), (f"inputs[{i}].datatype", tensor.datatype)]
+        fields += _texts(f"inputs[{i}].parameters", tensor.parameters)
+    for i, output in enumerate(request.request_outputs or ()):
+        fields += [(f"outputs[{i}].name", output.name)]
+        fields += _texts(f"outputs[{i}].parameters", output.parameters)
+    return [
+        where
+        for where, text in fields
+        if isinstance(text, str) and not text.isascii() and _SURROGATE.search(text)
+    ]
 
 
 def v2_features(request: InferRequest, schema: FeatureSchema, max_instances: int) -> np.ndarray:

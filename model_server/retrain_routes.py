@@ -12,8 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
+from annotated_types import Le
 from fastapi import APIRouter, Body, Path
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    create_model,
+)
 
 from model_server.errors import (
     ConflictError,
@@ -26,6 +35,9 @@ from model_server.records.retrain import RetrainStore
 from training_job.decide import RetrainPolicy
 
 MAX_DECISIONS = 1000
+# Largest integer a policy field takes: every JSON reader (and the response encoder, which
+# refuses integers beyond 64 bits) reads it exactly.
+MAX_POLICY_INT = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,37 @@ class TriggerOut(BaseModel):
         description="what was started: the local process (pid, command, log file) or the "
         "Kubernetes Job (namespace, name)"
     )
+
+
+def _integral(value: object) -> object:
+    """A JSON number with no fraction (5.0) is an integer, as JSON Schema says."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def _policy_change_model() -> type[BaseModel]:
+    """RetrainPolicy's fields, each optional and nullable (null: back to the default), with
+    their constraints; strict (true is not "yes", 5 not "5"), finite, no other fields. The
+    fields set in a request are the change."""
+    fields: dict[str, Any] = {}
+    for name, info in RetrainPolicy.model_fields.items():
+        # The constraints inside the optional type, where the JSON schema states them; the
+        # integral check wraps them (it runs first).
+        checks = [Le(MAX_POLICY_INT), BeforeValidator(_integral)] if info.annotation is int else []
+        annotation: Any = info.annotation
+        if checks or info.metadata:
+            annotation = Annotated[annotation, *info.metadata, *checks]
+        fields[name] = (annotation | None, Field(default=None, description=info.description))
+    return create_model(
+        "PolicyChange",
+        __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False),
+        __doc__="Fields of the retraining policy to change.",
+        **fields,
+    )
+
+
+PolicyChange = _policy_change_model()
 
 
 class PolicyOut(BaseModel):
@@ -151,9 +194,10 @@ def retrain_router(ctx: RetrainContext) -> APIRouter:
         return TriggerOut(force=force, launched=launched)
 
     @router.post("/config", response_model=PolicyOut)
-    async def config(change: Annotated[dict[str, Any], CONFIG_BODY]) -> PolicyOut:
+    async def config(body: Annotated[PolicyChange, CONFIG_BODY]) -> PolicyOut:  # type: ignore[valid-type]
         """Change the retraining policy (partial: merged into the stored one). The training job
         reads it at its next decision. 422 names each bad field."""
+        change = body.model_dump(mode="json", exclude_unset=True)  # type: ignore[attr-defined]
         try:
             stored = await asyncio.to_thread(
                 store.update_policy, lambda current: merge_policy(current, change)

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from kserve import ModelServer
+from kserve import InferRequest, ModelServer
 from kserve import logging as kserve_logging
 from kserve.constants.constants import (
     FASTAPI_APP_IMPORT_STRING,
@@ -33,17 +34,30 @@ from kserve.predictor_config import PredictorConfig
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.server import RESTServer
 from kserve.utils import utils as kserve_utils
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
+from model_server import openapi
 from model_server.accounting import REQUEST_STARTED, Accountant
 from model_server.auth import AccessControl, document_access
-from model_server.errors import BadRequestError, ErrorHandler, ModelServerError
+from model_server.errors import (
+    BadRequestError,
+    ErrorHandler,
+    InvalidInstancesError,
+    ModelServerError,
+)
 from model_server.launchers import make_launcher
 from model_server.loader import RegistryLoader
 from model_server.metrics import ServerMetrics
 from model_server.middleware import AccessGuard, RequestGuard
 from model_server.model import HousingModel
-from model_server.protocol import protocol_of
+from model_server.protocol import (
+    content_type_hint,
+    protocol_of,
+    v1_duplicate_keys,
+    v1_json,
+    v2_invalid_text,
+)
 from model_server.records import RecordsError, RecordStore, RecordWriter
 from model_server.records.retrain import RetrainStore
 from model_server.retrain_routes import RetrainContext, retrain_router
@@ -75,17 +89,36 @@ class PredictorDataPlane(DataPlane):
         protocol_version: str = PredictorProtocol.REST_V1.value,
         model_name: str | None = None,
     ) -> Any:
+        headers = headers if headers is not None else {}
+        v1 = protocol_version == PredictorProtocol.REST_V1.value and isinstance(body, bytes)
+        if v1 and not has_binary_headers(headers):  # (a binary CloudEvent is KServe's)
+            # JSON whatever the Content-Type says (curl -d says a form), parsed here and not
+            # by KServe, which hands a body of another type to the model as bytes.
+            decoded = v1_json(body, headers.get("content-type"))
+            repeated = v1_duplicate_keys(body, decoded)
+            if repeated:  # the parser keeps the last of two equal keys: say so instead
+                raise InvalidInstancesError(repeated)
+            return self.decode_cloudevent(decoded)
         if protocol_version == PredictorProtocol.REST_V2.value and isinstance(body, bytes):
             # A v2 body without the binary-extension header is all JSON (Triton's rule;
             # tritonclient sends JSON-only requests without a content-type).
             headers.setdefault(INFERENCE_CONTENT_LENGTH_HEADER, str(len(body)))
         # KServe's decoding lets numpy's and dict lookups' errors escape as 500s.
         try:
-            return super().decode(body, headers, protocol_version, model_name)
-        except (ModelServerError, InvalidInput):
+            decoded, attributes = super().decode(body, headers, protocol_version, model_name)
+        except ModelServerError:
             raise
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise BadRequestError(f"malformed request: {type(exc).__name__}: {exc}") from exc
+        except (InvalidInput, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            message = str(exc) if isinstance(exc, InvalidInput) else f"{type(exc).__name__}: {exc}"
+            hint = content_type_hint(headers.get("content-type")) if isinstance(body, bytes) else ""
+            raise BadRequestError(f"malformed request{hint}: {message}") from exc
+        if isinstance(decoded, InferRequest):
+            invalid = v2_invalid_text(decoded)
+            if invalid:
+                raise BadRequestError(
+                    f"not valid Unicode text (a lone surrogate escape) in {', '.join(invalid)}"
+                )
+        return decoded, attributes
 
     async def model_metadata(self, model_name: str) -> dict[str, Any]:
         metadata: dict[str, Any] = await super().model_metadata(model_name)
@@ -105,6 +138,10 @@ class PredictorRESTServer(RESTServer):
     def _add_middlewares(self, app: FastAPI) -> None:
         # Replaces KServe's TimingMiddleware, which logs a line per request.
         pass
+
+    def _register_endpoints(self, app: FastAPI) -> None:
+        # KServe's routes less those this server does not serve (model_server/openapi.py).
+        openapi.register_kserve_endpoints(app, self.dataplane)
 
     def create_application(self) -> None:
         super().create_application()
@@ -173,18 +210,16 @@ def limit_native_threads() -> None:
 
 
 def _document_access(app: FastAPI, access: AccessControl) -> None:
-    """/openapi.json declares the security schemes and each route's role and refusals."""
+    """/openapi.json declares the security schemes and each route's role and refusals (on
+    every build: the document is rebuilt, a fresh copy, when the served version changes)."""
     build = app.openapi
-    documented: list[bool] = []
 
-    def openapi() -> dict[str, Any]:
+    def document() -> dict[str, Any]:
         schema = build()
-        if not documented:
-            document_access(schema, access)
-            documented.append(True)
+        document_access(schema, access)
         return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = document  # type: ignore[method-assign]
 
 
 class App:
@@ -272,8 +307,15 @@ class App:
         )
         app.include_router(ops_router(ctx))
         app.include_router(retrain_router(RetrainContext(self.retrain, self.launcher)))
+        openapi.install(
+            app,
+            self.settings.model_name,
+            lambda: None if self.model.loaded is None else self.model.loaded.schema,
+            self.settings.max_instances,
+        )
         for kind in (
             ModelServerError,
+            HTTPException,
             RecordsError,
             InvalidInput,
             ModelNotFound,

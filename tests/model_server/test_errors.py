@@ -17,6 +17,7 @@ from model_server.errors import (
     ModelServerError,
     Problem,
     as_server_error,
+    error_response,
 )
 from model_server.records import InvalidFeedbackError, UnknownPredictionError
 
@@ -97,3 +98,22 @@ def test_a_failing_sink_does_not_change_the_answer() -> None:
         ErrorHandler(broken)(Request(scope), ModelServerError("x", status_code=418))
     )
     assert response.status_code == 418
+
+
+def test_router_errors_keep_their_status_and_allow_header() -> None:
+    from starlette.exceptions import HTTPException
+
+    error = as_server_error(HTTPException(405, headers={"Allow": "POST"}))
+    assert (error.status_code, error.message) == (405, "Method Not Allowed (allowed: POST)")
+    response = error_response(error)
+    assert response.headers["allow"] == "POST"
+    assert as_server_error(HTTPException(404)).message == "Not Found"
+
+
+def test_control_characters_and_lone_surrogates_are_escaped() -> None:
+    """A request's names are quoted in messages: NUL cannot go into PostgreSQL, a lone
+    surrogate into UTF-8 (the response itself failed, a 500)."""
+    error = InvalidInstancesError([Problem("not a feature", 0, "a\x00b\ud800\nc")])
+    assert error.message == "instance 0, feature 'a\\u0000b\\ud800\nc': not a feature"
+    body = json.loads(bytes(error_response(error).body))
+    assert body["details"][0]["feature"] == "a\\u0000b\\ud800\nc"

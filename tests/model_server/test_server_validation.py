@@ -1,5 +1,8 @@
-"""Every kind of bad input, sent to the real server: a 4xx naming the instance and the feature,
-never a 500, and nothing reaches the model. Request bodies live in tests/testdata/model_server.
+"""Bad values, one feature at a time, sent to the real server: a 4xx naming the instance and the
+feature, never a 500, and nothing reaches the model. Request bodies live in
+tests/testdata/model_server. The systematic corpus of hostile requests (malformed JSON, content
+types, sizes, nesting, NaN and huge numbers, duplicate keys, odd text, instance counts, v2
+tensor mistakes, wrong model name) is test_hostile_input.py.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ import re
 
 import httpx
 import pytest
-from server_support import MAX_INSTANCES, MODEL, ROWS, TESTDATA, ServerProcess
+from server_support import MODEL, TESTDATA, ServerProcess
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
@@ -24,12 +27,8 @@ CASES: dict[str, tuple[int, list[str]]] = {
     "v1_null_value.json": (400, ["instance 1", "feature 'AveRooms'", "null"]),
     "v1_short_row.json": (400, ["instance 1", "expected 8 values"]),
     "v1_scalar_instance.json": (400, ["instance 1", "got a number"]),
-    "v1_negative_population.json": (400, ["instance 0", "feature 'Population'", "below"]),
-    "v1_empty_instances.json": (400, ["no instances"]),
     "v1_no_instances_key.json": (400, ["instances"]),
     "v1_malformed.json": (400, ["nrecognized request format"]),
-    "v1_nan_literal.json": (400, ["nrecognized request format"]),
-    "v1_huge_number.json": (400, ["infinity"]),
     "v2_tensor_latitude_outside.json": (400, ["instance 1", "feature 'Latitude'", "29"]),
     "v2_int_datatype.json": (400, ["input 'input-0'", "INT64"]),
     "v2_bool_datatype.json": (400, ["input 'HouseAge'", "BOOL"]),
@@ -37,10 +36,7 @@ CASES: dict[str, tuple[int, list[str]]] = {
     "v2_null_value.json": (400, ["instance 0", "feature 'Longitude'", "null"]),
     "v2_missing_named_input.json": (400, ["feature 'MedInc'", "missing"]),
     "v2_unknown_named_input.json": (400, ["feature 'Ocean'", "not a feature"]),
-    "v2_shape_mismatch.json": (400, ["input 'input-0'", "16 values", "15"]),
     "v2_wrong_width.json": (400, ["input 'input-0'", "[N, 8]"]),
-    "v2_nan_literal.json": (400, ["instance 0", "feature 'Latitude'", "NaN"]),
-    "v2_infinity_literal.json": (400, ["instance 0", "feature 'Population'", "finite"]),
     "v2_no_inputs.json": (400, ["'inputs' is empty"]),
     "v2_missing_shape.json": (422, ["shape", "Field required"]),
     "v2_malformed.json": (400, ["malformed JSON"]),
@@ -86,32 +82,3 @@ def test_bad_request_file(client: httpx.Client, untouched: object, name: str) ->
     if fragments[0].startswith("instance "):
         assert response.headers["x-model-version"] == "1"
         assert body["details"] and all("message" in d for d in body["details"])
-
-
-@pytest.mark.parametrize("path", [V1, V2])
-def test_too_many_instances(client: httpx.Client, untouched: object, path: str) -> None:
-    rows = [list(ROWS[0])] * (MAX_INSTANCES + 1)
-    if path == V1:
-        body: dict[str, object] = {"instances": rows}
-    else:
-        flat = [v for r in rows for v in r]
-        body = {
-            "inputs": [{"name": "x", "shape": [len(rows), 8], "datatype": "FP64", "data": flat}]
-        }
-    response = client.post(path, json=body)
-    assert response.status_code == 413
-    assert f"{MAX_INSTANCES + 1} instances; at most {MAX_INSTANCES}" in response.json()["error"]
-
-
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_body_over_the_limit(client: httpx.Client, untouched: object, chunked: bool) -> None:
-    body = b'{"instances": [' + b" " * (1_048_576 + 10) + b"]}"
-    content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
-    response = client.post(V1, content=content, headers={"content-type": "application/json"})
-    assert response.status_code == 413
-    assert "1048576" in response.json()["error"]
-
-
-def test_wrong_model_name_is_404(client: httpx.Client, untouched: object) -> None:
-    response = client.post("/v1/models/other:predict", json={"instances": [list(ROWS[0])]})
-    assert response.status_code == 404

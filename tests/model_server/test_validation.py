@@ -17,7 +17,13 @@ from model_server.errors import (
     ModelServerError,
     PayloadTooLargeError,
 )
-from model_server.protocol import v1_features, v2_features
+from model_server.protocol import (
+    v1_duplicate_keys,
+    v1_features,
+    v1_json,
+    v2_features,
+    v2_invalid_text,
+)
 from model_server.validation import ContractError, FeatureSchema, describe_type
 
 RANGES = {
@@ -272,3 +278,41 @@ def test_every_servable_signature_type_has_a_v2_datatype() -> None:
     from model_server.validation import NUMERIC_TYPES
 
     assert set(V2_DATATYPE) == NUMERIC_TYPES
+
+
+def test_v1_json_names_what_the_fast_parser_refuses(schema: FeatureSchema) -> None:
+    body = b'{"instances": [[NaN, 41, 6, 1, 322, 2.5, 37.8, -122.2]]}'
+    with pytest.raises(InvalidInstancesError, match=r"instance 0, feature 'MedInc': NaN"):
+        v1_features(v1_json(body, None), schema, 10)
+    with pytest.raises(BadRequestError, match=r"Content-Type 'text/plain'; the body must be JSON"):
+        v1_json(b"MedInc=1", "text/plain")
+    with pytest.raises(BadRequestError, match="Unrecognized request format: "):
+        v1_json(b"[" * 100_000 + b"]" * 100_000, "application/json; charset=utf-8")
+
+
+@pytest.mark.parametrize(
+    ("body", "problems"),
+    [
+        (b'{"instances": [[1, 2]]}', []),
+        (b'{"instances": [{"a": "b\\": c"}]}', []),  # a key-like string value: no duplicate
+        (
+            b'{"instances": [[1], {"a": 1, "b": 2, "a": 3}]}',
+            ["instance 1, feature 'a': appears more than once in the object"],
+        ),
+        (b'{"instances": [], "instances": []}', ["key 'instances' appears more than once"]),
+        (b'{"instances": [{"a": {"c": 1, "c": 2}}]}', ["key 'c' appears more than once"]),
+    ],
+)
+def test_v1_duplicate_keys(body: bytes, problems: list[str]) -> None:
+    found = [str(p) for p in v1_duplicate_keys(body, v1_json(body, None))]
+    assert len(found) == len(problems)
+    for text, expected in zip(found, problems, strict=True):
+        assert expected in text
+
+
+def test_v2_text_that_is_not_unicode_is_found() -> None:
+    tensor = InferInput("\ud800", [1, 8], "FP64", data=list(ROWS[0]))
+    request = InferRequest(MODEL, [tensor], request_id="ok", parameters={"k\udfff": "v"})
+    assert v2_invalid_text(request) == ["parameters key", "inputs[0].name"]
+    fine = InferRequest(MODEL, [InferInput("Médïan", [1, 8], "FP64", data=list(ROWS[0]))])
+    assert v2_invalid_text(fine) == []
