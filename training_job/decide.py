@@ -17,14 +17,14 @@ class RetrainPolicy(BaseModel):
     """Thresholds of the decision. Stored in the serving database, edited via the server's
     POST /retrain/config; these defaults apply until someone sets them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = True
     r2_floor: float = Field(default=0.5, ge=-1.0, le=1.0)
     """Retrain when live R² (from feedback) falls below this."""
     degradation_margin: float = Field(default=0.1, ge=0.0, le=2.0)
     """... or below the champion's offline test R² minus this."""
-    min_feedback: int = Field(default=200, ge=1)
+    min_feedback: int = Field(default=200, ge=1, le=2**53 - 1)  # exact in JSON
     """Live error counts only once this many recent predictions have feedback."""
     drift_threshold: float = Field(default=0.2, gt=0.0)
     """Retrain when any feature's PSI exceeds this (0.1 moderate, 0.2 significant shift)."""

@@ -84,3 +84,10 @@ def test_policy_rejects_bad_values_naming_the_field() -> None:
         RetrainPolicy(r2_floor=3)
     with pytest.raises(ValueError, match="unknown"):
         RetrainPolicy.model_validate({"unknown": 1})
+    # Values JSON cannot hold exactly, or at all, would make the stored policy unreadable.
+    with pytest.raises(ValueError, match="min_interval_hours"):
+        RetrainPolicy(min_interval_hours=float("inf"))
+    with pytest.raises(ValueError, match="max_age_hours"):
+        RetrainPolicy(max_age_hours=float("nan"))
+    with pytest.raises(ValueError, match="min_feedback"):
+        RetrainPolicy(min_feedback=10**400)
