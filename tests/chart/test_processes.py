@@ -240,7 +240,8 @@ def test_mlflow_answers_its_probes_and_service_name(system: System, mlflow: Runn
         f"{FULLNAME}-mlflow:{system.mlflow_port}",
         f"{FULLNAME}-mlflow.{NAMESPACE}.svc.cluster.local:{system.mlflow_port}",
     ):
-        status, text = http("GET", api, headers={"Host": host})
+        # The first call creates MLflow's default experiment: slow on a loaded machine.
+        status, text = http("GET", api, headers={"Host": host}, timeout=120)
         assert status == 200, (host, status, text[:300])
     # ...and any other refused (MLflow's DNS-rebinding protection is on, with our list).
     assert http("GET", api, headers={"Host": "evil.example:80"})[0] == 403
