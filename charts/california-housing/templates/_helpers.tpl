@@ -310,6 +310,8 @@ env:
     value: {{ $p.maxBodyBytes | int64 | quote }}
   - name: MODEL_SERVER_LOG_LEVEL
     value: {{ $p.logLevel | quote }}
+  - name: MODEL_SERVER_SPILL_DIR
+    value: /var/lib/model-server/spill
   {{- include "california-housing.databaseUrlEnv" (dict "root" . "env" "MODEL_SERVER_DATABASE_URL" "database" "serving") | trim | nindent 2 }}
 {{- if $v.retrain.trigger.enabled }}
   - name: MODEL_SERVER_RETRAIN_LAUNCHER
@@ -339,6 +341,18 @@ readinessProbe:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+  - name: prediction-spill
+    mountPath: /var/lib/model-server/spill
+{{- end }}
+
+{{/* Volumes of the predictor pod: /tmp and the prediction log's spill folder. */}}
+{{- define "california-housing.predictorVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 1Gi
+- name: prediction-spill
+  emptyDir:
+    sizeLimit: {{ .Values.predictor.predictionSpill.sizeLimit }}
 {{- end }}
 
 {{/* NetworkPolicy egress rule to cluster DNS: call with .Values.networkPolicy.dns. */}}
