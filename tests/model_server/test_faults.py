@@ -72,6 +72,7 @@ class Traffic:
         self.server = server
         self.rows = rows
         self.outcomes: list[Outcome] = []
+        self._waiting: dict[int, float] = {}  # thread -> when its unanswered request was sent
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
@@ -104,20 +105,29 @@ class Traffic:
                 def trace(event: str, _info: Any, sent: list[float] = sent) -> None:
                     if event == "http11.send_request_body.complete":
                         sent.append(time.monotonic())
+                        with self._lock:
+                            self._waiting[index] = sent[0]
 
                 outcome = Outcome(None, 0.0, "", rows=len(body["instances"]))
                 try:
                     response = client.post(V1, json=body, extensions={"trace": trace})
+                    outcome.done = time.monotonic()
                     outcome.status = response.status_code
                     if response.status_code == 200:
                         outcome.ids = response.json()["prediction_ids"]
                 except httpx.HTTPError as error:
+                    outcome.done = time.monotonic()
                     outcome.status = type(error).__name__
                     time.sleep(0.01)  # a server that is gone refuses at once: do not spin
-                outcome.done = time.monotonic()
                 outcome.sent = sent[0] if sent else None
                 with self._lock:
+                    self._waiting.pop(index, None)
                     self.outcomes.append(outcome)
+
+    def waiting_since(self) -> list[float]:
+        """When each request sent but not answered yet was sent."""
+        with self._lock:
+            return list(self._waiting.values())
 
     def snapshot(self) -> list[Outcome]:
         with self._lock:
@@ -235,14 +245,21 @@ def test_kill_9_keeps_committed_rows_and_the_restart_serves_and_stops_gracefully
 
     restarted = start_server(tmp_path, uri)  # same database, same spill folder
     singles = Traffic(restarted, threads=3, rows=(1, 2))
-    batches = Traffic(restarted, threads=1, rows=(500,))  # ~0.05-0.3 s each: in flight
+    batches = Traffic(restarted, threads=1, rows=(1000,))  # tens of ms or more each
     try:
         restarted.wait_ready()
         with singles, batches:
             wait_for(
-                lambda: len(batches.answered()) >= 1000 and len(singles.answered()) >= 200,
+                lambda: len(batches.answered()) >= 2000 and len(singles.answered()) >= 200,
                 60,
                 "traffic after the restart",
+            )
+            # The signal lands while a batch, sent a moment ago, is being computed.
+            wait_for(
+                lambda: any(time.monotonic() - t < 0.01 for t in batches.waiting_since()),
+                30,
+                "a batch just sent",
+                interval=0.001,
             )
             signalled = time.monotonic()
             restarted.process.send_signal(signal.SIGTERM)
@@ -255,7 +272,7 @@ def test_kill_9_keeps_committed_rows_and_the_restart_serves_and_stops_gracefully
     before = [o for o in outcomes if o.sent is not None and o.sent < signalled]
     assert [o.status for o in before if o.status != 200] == []
     in_flight = [o for o in before if o.done > signalled]
-    assert any(o.rows == 500 for o in in_flight), "no batch was in flight at the SIGTERM"
+    assert any(o.rows == 1000 for o in in_flight), "no batch was in flight at the SIGTERM"
     assert exited < GRACE_SECONDS, exited
     with sqlite3.connect(restarted.database) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
