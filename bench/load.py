@@ -304,8 +304,8 @@ class Watch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def read(self) -> dict[str, float]:
-        status, content = serving.http("GET", self.base + "/metrics", timeout=5)
+    def read(self, timeout: float = 5.0) -> dict[str, float]:
+        status, content = serving.http("GET", self.base + "/metrics", timeout=timeout)
         found: dict[str, float] = {}
         for line in content.decode().splitlines() if status == 200 else []:
             if line.startswith("model_server_prediction_log_"):
@@ -409,12 +409,19 @@ def run_backend(
                 f"{backend}: peak {peak['achieved_per_s']:.0f} req/s; holding {target:.0f} req/s "
                 f"for {args.hold:g} s (load {serving.loadavg()})"
             )
+            cpu0, waited0 = serving.group_usage(process.pid)
             hold = generate(*gen, args.hold, args.max_connections, target, args.client_core)
+            cpu1, waited1 = serving.group_usage(process.pid)
+            # The server's share of its core during the hold, and the time its threads were
+            # ready to run but waited for the core (other processes on core 0).
+            hold["server_cpu_share"] = (cpu1 - cpu0) / hold["elapsed_s"]
+            hold["server_cpu_waited_s"] = waited1 - waited0
             log(
                 f"{backend}: achieved {hold['achieved_per_s']:.1f} req/s, p99 "
                 f"{hold['p99_ms']:.1f} ms (load {serving.loadavg()})"
             )
-            result["metrics_before_stop"] = watch.read()
+            # Requests the generator gave up on may still be queued in the server: wait.
+            result["metrics_before_stop"] = watch.read(timeout=60)
         result.update(
             warmup=warm,
             peak=peak,
@@ -489,8 +496,9 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms); hold offered "
             f"{h['offered_per_s']:.1f} req/s, send lag p50 {h['send_lag_p50_ms']:.2f} ms p99 "
             f"{h['send_lag_p99_ms']:.2f} ms, {h['connections_opened']} connections, max "
-            f"{h['max_ms']:.1f} ms; "
-            f"largest spilled backlog {r['max_spilled_backlog']:.0f}; stop {r['stop_seconds']} s"
+            f"{h['max_ms']:.1f} ms; server cpu {h['server_cpu_share'] * 100:.0f}% of its core, "
+            f"{h['server_cpu_waited_s']:.1f} s waiting for it; largest spilled backlog "
+            f"{r['max_spilled_backlog']:.0f}; stop {r['stop_seconds']} s"
         )
     return "\n".join(lines)
 
