@@ -498,8 +498,8 @@ def serving() -> tuple[str, str, str, list[Row]]:
                     describe(
                         "Prediction rows accepted but not yet written to the serving database,"
                         " summed over replicas.",
-                        "a backlog that keeps growing means the database is down or slow; rows"
-                        " are dropped past 100,000 per replica.",
+                        "a backlog that keeps growing means the database is down or slow; past"
+                        " 100,000 rows per replica the oldest go to the replica's spill volume.",
                         "CaliforniaHousingPredictionLogBacklog",
                     ),
                     "short",
@@ -763,9 +763,9 @@ def serving() -> tuple[str, str, str, list[Row]]:
                 ts(
                     "Prediction-log backlog by replica",
                     describe(
-                        "Rows waiting for the serving database per replica. The writer commits"
-                        " 500-row batches every half second; past 100,000 rows a replica drops"
-                        " the oldest (their feedback can then never be matched).",
+                        "Rows waiting for the serving database per replica (in memory and in"
+                        " spill files). The writer commits 500-row batches every half second;"
+                        " past 100,000 rows in memory a replica spills the oldest to disk.",
                         "check the serving database (PostgreSQL) and the pod logs for"
                         " 'prediction store unavailable'.",
                         "CaliforniaHousingPredictionLogBacklog",
@@ -779,6 +779,39 @@ def serving() -> tuple[str, str, str, list[Row]]:
                     ],
                     lower=0,
                     steps=((10000, "orange"), (90000, "red")),
+                ),
+                ts(
+                    "Prediction-log rows spilled and lost",
+                    describe(
+                        "Per replica and rate interval: rows spilled to the spill volume (memory"
+                        " buffer full: the database is down or slower than the traffic; they"
+                        " are written later), rows waiting there now, and rows lost (nowhere to"
+                        " put them: spill volume full or failing). Lost rows are predictions"
+                        " missing from the log for good.",
+                        "spilled rows alone only need the database back (and room on the"
+                        " volume: see the backlog); any lost row needs the spill volume freed"
+                        " and the database restored now.",
+                        "CaliforniaHousingPredictionLogDropping",
+                    ),
+                    "short",
+                    [
+                        query(
+                            "sum by (pod) (increase(model_server_prediction_log_spilled_rows_total"
+                            f"{sel()}[$__rate_interval]))",
+                            "spilled {{pod}}",
+                        ),
+                        query(
+                            f"max by (pod) (model_server_prediction_log_spilled_backlog{sel()})",
+                            "waiting on disk {{pod}}",
+                        ),
+                        query(
+                            "sum by (pod) (increase(model_server_prediction_log_dropped_rows_total"
+                            f"{sel()}[$__rate_interval]))",
+                            "lost {{pod}}",
+                        ),
+                    ],
+                    width=24,
+                    lower=0,
                 ),
             ],
         ),

@@ -233,6 +233,7 @@ class App:
             self.store,
             batch_size=WRITER_BATCH,
             flush_interval=WRITER_FLUSH_SECONDS,
+            max_buffer=settings.log_buffer_rows,
             spill_dir=settings.spill_dir,
         )
         self.accountant = Accountant(settings.model_name, self.metrics, self.writer)

@@ -63,6 +63,10 @@ class ServerSettings(BaseSettings):
     slower than the traffic) and at shutdown when the database cannot be reached; replayed at
     the next start. Empty: no spill, rows beyond the buffer are dropped (and counted)."""
 
+    log_buffer_rows: int = Field(default=100_000, ge=1)
+    """Prediction rows the log keeps in memory while the database is down or slower than the
+    traffic; past it the oldest rows go to SPILL_DIR (or are dropped, and counted, without one)."""
+
     max_instances: int = Field(default=1000, ge=1)
     """Most instances (rows) one request may carry; more is a 413."""
 

@@ -1,14 +1,20 @@
 """The server's life with a registry that changes: started before any champion (live, not
 ready), ready when one is promoted, hot swap under concurrent load when @champion moves, every
-request logged and flushed on SIGTERM; and an unreachable MLflow (live, not ready).
+request logged and flushed on SIGTERM; and a real MLflow server that is down at start (live,
+not ready, then ready when it comes up) or goes away while the server serves.
 
 These tests change the registry: they work on a private copy of the session's store.
 """
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import threading
+import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +29,14 @@ from server_support import (
     free_port,
     mlflow_client,
     register_candidate,
+    sample,
     start_server,
     wait_for,
 )
+
+from tests.model_server.records.records_support import TcpProxy
+from tests.servers import stop as stop_process
+from tests.servers import wait_http
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
@@ -175,28 +186,93 @@ class Load:
         return body["model_version"], float(value)
 
 
-def test_unreachable_mlflow_keeps_the_server_live(tmp_path: Path) -> None:
-    nobody = f"http://127.0.0.1:{free_port()}"
+def poll_failures(server: ServerProcess) -> float:
+    value = sample(server.get("/metrics").text, "model_server_alias_poll_failures_total")
+    assert value is not None
+    return value
+
+
+@contextlib.contextmanager
+def mlflow_on(port: int, backend_uri: str, log: Path) -> Iterator[None]:
+    """A real `mlflow server` on `port` (the registry's artifacts are local paths, which the
+    model server reads directly); stopped, process group and all, on exit."""
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri]
+    command += ["--artifacts-destination", (log.parent / "mlartifacts").as_uri()]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=log.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=180, process=process)
+        yield
+    finally:
+        stop_process(process)
+
+
+def test_mlflow_down_at_start_and_while_serving(
+    trained_registry: Any, candidates: dict[str, Any], tmp_path: Path
+) -> None:
+    """MLflow unreachable at start: live, not ready, ready once a real MLflow server answers.
+    MLflow gone while serving: the loaded version keeps serving, failed polls are counted, and
+    once MLflow is back they stop and an alias moved meanwhile is followed.
+
+    The server reaches MLflow through a TCP proxy: stopped, nothing listens on the server's
+    MLflow port and open connections are cut (a down MLflow, as the server sees it), without
+    paying MLflow's start-up again for each outage."""
+    uri = copy_registry(trained_registry.state_dir / "mlflow.db", tmp_path / "registry")
+    tree_version = register_candidate(uri, "decision_tree")  # @champion stays on version 1
+    mlflow_port = free_port()
+    proxy = TcpProxy(("127.0.0.1", mlflow_port))
     # MLflow's HTTP client retries for minutes by default: fail each poll fast instead.
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
-    server = start_server(tmp_path, nobody, env_extra=quick)
+    server = start_server(tmp_path / "server", f"http://127.0.0.1:{proxy.port}", env_extra=quick)
+    load = Load(server, threads=2)
     try:
-        server.wait_live()
-        wait_for(
-            lambda: "unreachable" in (server.get("/health").json()["registry_error"] or ""),
-            60,
-            "a failed poll",
-        )
-        not_ready(server)
-        metrics = server.get("/metrics").text
-        failures = float(
-            next(
-                line.split()[-1]
-                for line in metrics.splitlines()
-                if line.startswith("model_server_alias_poll_failures_total{")
+        with mlflow_on(mlflow_port, uri, tmp_path / "mlflow.log"):  # boots beside the server
+            server.wait_live()
+            wait_for(
+                lambda: "unreachable" in (server.get("/health").json()["registry_error"] or ""),
+                60,
+                "a failed poll",
             )
-        )
-        assert failures >= 1
-        assert 'model_server_model_ready{model_name="california-housing"} 0.0' in metrics
+            not_ready(server)
+            assert poll_failures(server) >= 1
+            metrics = server.get("/metrics").text
+            assert 'model_server_model_ready{model_name="california-housing"} 0.0' in metrics
+
+            proxy.start()  # MLflow comes up
+            server.wait_ready()
+            assert server.get("/health").json()["model_version"] == "1"
+            load.start()
+            wait_for(lambda: load.count() >= 50, 60, "answers")
+
+            proxy.stop()  # MLflow goes away: the loaded version serves on, each poll fails
+            down = poll_failures(server)
+            wait_for(lambda: poll_failures(server) >= down + 3, 60, "failed polls")
+            mlflow_client(uri).set_registered_model_alias(MODEL, "champion", tree_version)
+            served_while_down = load.count()
+            wait_for(lambda: load.count() >= served_while_down + 50, 60, "answers")
+            assert load.seen(tree_version) == 0
+            assert "unreachable" in server.get("/health").json()["registry_error"]
+
+            proxy.start()  # MLflow is back: the moved alias is followed, polls succeed
+            server.wait_version(tree_version)
+            back = poll_failures(server)
+            wait_for(lambda: load.seen(tree_version) >= 50, 60, "the new version's answers")
+            time.sleep(3.5)  # three polls or more, 1 s apart, all answered
+            assert poll_failures(server) == back
+            assert server.get("/health").json()["registry_error"] is None
     finally:
-        assert server.stop() == 0
+        load.stop()
+        proxy.stop()
+        code = server.stop()
+    assert code == 0, server.log()[-3000:]
+    assert load.failures == [], load.failures[:5]
+    assert {version for version, _ in load.answers} == {"1", tree_version}
+    tree = candidates["decision_tree"].predict(pd.DataFrame([ROWS[0]], columns=FEATURES))[0]
+    assert all(abs(v - tree) <= 1e-4 for version, v in load.answers if version != "1")

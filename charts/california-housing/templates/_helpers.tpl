@@ -324,6 +324,8 @@ env:
     value: {{ printf "%s/admin-api-keys" (include "california-housing.apiKeysDir" .) | quote }}
 {{- end }}
 {{- end }}
+  - name: MODEL_SERVER_SPILL_DIR
+    value: /var/lib/model-server/spill
   {{- include "california-housing.databaseUrlEnv" (dict "root" . "env" "MODEL_SERVER_DATABASE_URL" "database" "serving") | trim | nindent 2 }}
 {{- if $v.retrain.trigger.enabled }}
   - name: MODEL_SERVER_RETRAIN_LAUNCHER
@@ -353,6 +355,8 @@ readinessProbe:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+  - name: prediction-spill
+    mountPath: /var/lib/model-server/spill
 {{- if $v.auth.enabled }}
   - name: api-keys
     mountPath: {{ include "california-housing.apiKeysDir" . }}
@@ -388,11 +392,15 @@ user-api-keys and admin-api-keys, readable by the pod's group only (fsGroup). Ca
       {{- end }}
 {{- end }}
 
-{{/* The volumes of the predictor pod (Deployment or InferenceService). */}}
+{{/* The volumes of the predictor pod (Deployment or InferenceService): /tmp, the prediction
+log's spill folder and, with auth, the API keys. */}}
 {{- define "california-housing.predictorVolumes" -}}
 - name: tmp
   emptyDir:
     sizeLimit: 1Gi
+- name: prediction-spill
+  emptyDir:
+    sizeLimit: {{ .Values.predictor.predictionSpill.sizeLimit }}
 {{- if .Values.auth.enabled }}
 {{ include "california-housing.apiKeysVolume" (dict "root" . "entries" (list "user" "admin")) }}
 {{- end }}

@@ -1,0 +1,614 @@
+"""Load benchmark: the model server held at a constant rate near its peak, every prediction logged.
+
+    source .venv/bin/activate
+    python bench/load.py [--registry DIR] [--hold 60] [--fraction 0.8] [--backends sqlite,postgres]
+
+For each backend of the prediction log (SQLite, then PostgreSQL in a fresh database on
+127.0.0.1:5432), with the registry of bench/serving.py (DIR, default
+$TMPDIR/bench-serving-registry, trained there if it has no @champion):
+
+1. starts `python -m model_server` at its defaults (but the log's backend and spill folder),
+   pinned to core 0 (`taskset -c 0`); this script and its load generator run on core 1;
+2. peak: a closed loop (16 keep-alive connections, each sending the next one-row v1 request
+   as soon as the answer is in) for a warm-up, then a measured window: the server's peak
+   single-row throughput;
+3. hold: an open loop at `--fraction` (default 0.8; lower values run, for diagnosis, but fail
+   the 80% condition) of that peak for `--hold` seconds (default 60): requests leave on a fixed
+   schedule whatever the answers do, each on an idle keep-alive connection (a new one is opened
+   when none is idle), and latency is counted from the scheduled send time (so a stall is not
+   hidden by the generator waiting for it);
+4. stops the server gracefully (SIGTERM; it flushes its log) and counts the rows of the
+   prediction log against the successful predictions of the whole run (one row each).
+
+Prints one table (backend, peak req/s, target rate, achieved req/s, p50/p99 ms of the hold,
+errors, successes, logged rows, the largest log backlog seen on /metrics), the server's CPU per
+request in each phase, and the conditions; exits 1 if one fails: target >= 80% of the peak,
+zero errors, the achieved rate within 2% of the target, logged rows == successes, nothing
+dropped, the server exiting 0. Writes bench/results/load-<date>.json (ignored by git).
+Loopback only; the servers are stopped at the end (their process group), the PostgreSQL
+database dropped. See bench/README.md.
+
+Why a generator of our own: wrk is a closed loop (its Lua `delay()` only adds think time per
+connection, so a slow answer lowers the offered rate and hides the stall) and wrk2, which
+paces, is not packaged here. An asyncio loop on raw sockets on its own core sends several
+thousand requests a second, a few times what this server takes (bench/README.md checks it
+against a bare ASGI app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import serving  # bench/serving.py: the registry, the rows, starting and stopping servers
+
+REPO = serving.REPO
+MODEL_NAME = serving.MODEL_NAME
+PREDICT = f"/v1/models/{MODEL_NAME}:predict"
+PG_ADMIN = "host=127.0.0.1 port=5432 user=root dbname=postgres connect_timeout=5"
+REQUEST_TIMEOUT = 10.0  # seconds; an answer later than this is an error
+log = serving.log
+
+
+# -- the load generator (a subprocess on the client core) --------------------------------------
+
+
+class Connection:
+    """One HTTP/1.1 keep-alive connection: one request at a time, Content-Length answers."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def exchange(self, request: bytes) -> int:
+        self.writer.write(request)
+        status = (await self.reader.readline()).split(b" ", 2)
+        length = -1
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            key, _, value = line.partition(b":")
+            if key.strip().lower() == b"content-length":
+                length = int(value)
+        if length < 0 or len(status) < 2:
+            raise ConnectionError("no status line or no Content-Length")
+        await self.reader.readexactly(length)
+        return int(status[1])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)  # seconds, of every answered request
+    statuses: dict[int, int] = field(default_factory=dict)
+    socket_errors: int = 0
+    timeouts: int = 0
+    lags: list[float] = field(default_factory=list)  # open loop: send time - scheduled time
+
+    def summary(self, elapsed: float, **extra: Any) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def pct(p: float) -> float:
+            return lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1e3 if lat else 0.0
+
+        ok = self.statuses.get(200, 0)
+        lags = sorted(self.lags)
+        return {
+            "requests": len(lat) + self.socket_errors + self.timeouts,
+            "ok": ok,
+            "status_errors": sum(n for s, n in self.statuses.items() if s != 200),
+            "statuses": {str(s): n for s, n in sorted(self.statuses.items())},
+            "socket_errors": self.socket_errors,
+            "timeouts": self.timeouts,
+            "send_lag_p50_ms": lags[len(lags) // 2] * 1e3 if lags else 0.0,
+            "send_lag_p99_ms": lags[min(len(lags) - 1, int(0.99 * len(lags)))] * 1e3
+            if lags
+            else 0.0,
+            "elapsed_s": elapsed,
+            "achieved_per_s": ok / elapsed if elapsed > 0 else 0.0,
+            "p50_ms": pct(50),
+            "p90_ms": pct(90),
+            "p99_ms": pct(99),
+            "max_ms": lat[-1] * 1e3 if lat else 0.0,
+            **extra,
+        }
+
+
+def http_requests(port: int, bodies: list[str]) -> list[bytes]:
+    return [
+        (
+            f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n\r\n"
+        ).encode()
+        + body.encode()
+        for body in bodies
+    ]
+
+
+async def closed_loop(
+    port: int, bodies: list[str], connections: int, seconds: float
+) -> dict[str, Any]:
+    """`connections` clients, each sending its next request when the previous answer is in.
+    Requests in flight at the deadline are waited for, so each one is counted."""
+    requests = http_requests(port, bodies)
+    tally = Tally()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + seconds
+
+    async def client(offset: int) -> None:
+        turn = offset
+        connection: Connection | None = None
+        while loop.time() < deadline:
+            try:
+                if connection is None:
+                    connection = await Connection.open(port)
+                turn += 1
+                t0 = loop.time()
+                status = await asyncio.wait_for(
+                    connection.exchange(requests[turn % len(requests)]), REQUEST_TIMEOUT
+                )
+                tally.latencies.append(loop.time() - t0)
+                tally.statuses[status] = tally.statuses.get(status, 0) + 1
+            except TimeoutError:
+                tally.timeouts += 1
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+                tally.socket_errors += 1
+            else:
+                continue
+            if connection is not None:
+                connection.close()
+                connection = None
+            await asyncio.sleep(0.05)
+        if connection is not None:
+            connection.close()
+
+    await asyncio.gather(*(client(i * 7) for i in range(connections)))
+    return tally.summary(loop.time() - started, mode="closed", connections=connections)
+
+
+async def open_loop(
+    port: int, bodies: list[str], rate: float, seconds: float, max_connections: int
+) -> dict[str, Any]:
+    """Request k leaves at start + k / rate, whatever the answers to the others do, on an
+    idle connection (or a new one, up to `max_connections`; beyond, it waits: its send lag).
+    Latency runs from the scheduled time. Every request is waited for (or times out)."""
+    requests = http_requests(port, bodies)
+    tally = Tally()
+    loop = asyncio.get_running_loop()
+    idle: list[Connection] = [await Connection.open(port) for _ in range(min(32, max_connections))]
+    opened = len(idle)
+    freed = asyncio.Condition()
+    total = round(rate * seconds)
+    start = loop.time() + 0.05
+
+    async def take() -> Connection:
+        nonlocal opened
+        async with freed:
+            while True:
+                if idle:
+                    return idle.pop()
+                if opened < max_connections:
+                    opened += 1
+                    break
+                await freed.wait()
+        return await Connection.open(port)
+
+    async def give(connection: Connection) -> None:
+        async with freed:
+            idle.append(connection)
+            freed.notify()
+
+    async def one(k: int, scheduled: float) -> None:
+        nonlocal opened
+        connection: Connection | None = None
+        try:
+            connection = await asyncio.wait_for(take(), REQUEST_TIMEOUT)
+            tally.lags.append(loop.time() - scheduled)
+            status = await asyncio.wait_for(
+                connection.exchange(requests[k % len(requests)]),
+                max(0.001, scheduled + REQUEST_TIMEOUT - loop.time()),
+            )
+        except TimeoutError:
+            tally.timeouts += 1
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+            tally.socket_errors += 1
+        else:
+            tally.latencies.append(loop.time() - scheduled)
+            tally.statuses[status] = tally.statuses.get(status, 0) + 1
+            await give(connection)
+            return
+        if connection is not None:  # a broken connection is not reused
+            connection.close()
+            async with freed:
+                opened -= 1
+                freed.notify()
+
+    tasks = []
+    for k in range(total):
+        scheduled = start + k / rate
+        if (wait := scheduled - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        tasks.append(asyncio.ensure_future(one(k, scheduled)))
+    sent_until = loop.time()
+    await asyncio.gather(*tasks)
+    for connection in idle:
+        connection.close()
+    return tally.summary(
+        loop.time() - start,
+        mode="open",
+        target_per_s=rate,
+        offered_per_s=total / (sent_until - start),
+        connections_opened=opened,
+    )
+
+
+def loadgen_main(argv: list[str]) -> None:
+    """`load.py loadgen ...`: one run of the generator; prints LOAD_JSON {summary}."""
+    parser = argparse.ArgumentParser(prog="load.py loadgen")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--bodies", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=0.0, help="0: closed loop")
+    args = parser.parse_args(argv)
+    bodies = json.loads(args.bodies.read_text())
+    if args.rate > 0:
+        run = open_loop(args.port, bodies, args.rate, args.seconds, args.connections)
+    else:
+        run = closed_loop(args.port, bodies, args.connections, args.seconds)
+    print("LOAD_JSON " + json.dumps(asyncio.run(run)), flush=True)
+
+
+def generate(
+    port: int, bodies_file: Path, seconds: float, connections: int, rate: float, core: str
+) -> dict[str, Any]:
+    command = ["taskset", "-c", core, sys.executable, str(Path(__file__).resolve()), "loadgen"]
+    command += ["--port", str(port), "--bodies", str(bodies_file), "--seconds", str(seconds)]
+    command += ["--connections", str(connections), "--rate", str(rate)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("LOAD_JSON "):
+            return dict(json.loads(line.removeprefix("LOAD_JSON ")))
+    raise RuntimeError(f"load generator failed ({done.returncode}): {done.stdout}{done.stderr}")
+
+
+# -- the server and its log -------------------------------------------------------------------
+
+
+class Watch:
+    """Polls the server's /metrics twice a second: the largest prediction-log backlog seen."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.max_backlog = 0.0
+        self.max_spilled = 0.0
+        self.last: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def read(self, timeout: float = 5.0) -> dict[str, float]:
+        status, content = serving.http("GET", self.base + "/metrics", timeout=timeout)
+        found: dict[str, float] = {}
+        for line in content.decode().splitlines() if status == 200 else []:
+            if line.startswith("model_server_prediction_log_"):
+                name, value = line.split("{", 1)[0], line.rsplit(" ", 1)[1]
+                found[name.removeprefix("model_server_prediction_log_")] = float(value)
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(OSError, ValueError):
+                self.last = self.read()
+                self.max_backlog = max(self.max_backlog, self.last.get("backlog", 0.0))
+                self.max_spilled = max(self.max_spilled, self.last.get("spilled_backlog", 0.0))
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Any:
+    import psycopg
+    from psycopg import sql
+
+    name = f"bench_load_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def logged_rows(backend: str, where: str) -> tuple[int, int]:
+    """(rows with status 200, all rows) of the prediction log."""
+    query = "SELECT count(*) FILTER (WHERE status = 200), count(*) FROM predictions"
+    if backend == "sqlite":
+        with contextlib.closing(sqlite3.connect(where)) as db:
+            ok, total = db.execute(query).fetchone()
+    else:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port=5432 user=root dbname={where}") as db:
+            row = db.execute(query).fetchone()
+            assert row is not None
+            ok, total = row
+    return int(ok), int(total)
+
+
+def run_backend(
+    backend: str,
+    database: str,
+    tracking_uri: str,
+    bodies_file: Path,
+    check_body: bytes,
+    args: argparse.Namespace,
+    work: Path,
+) -> dict[str, Any]:
+    port = serving.free_port()
+    url = (
+        f"sqlite:///{database}"
+        if backend == "sqlite"
+        else f"postgresql+psycopg://root@127.0.0.1:5432/{database}"
+    )
+    env = serving.base_env() | {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MODEL_SERVER_HTTP_PORT": str(port),
+        "MODEL_SERVER_HOST": "127.0.0.1",
+        "MODEL_SERVER_DATABASE_URL": url,
+        "MODEL_SERVER_SPILL_DIR": str(work / f"spill-{backend}"),
+        "MODEL_SERVER_MODEL_URI": serving.MODEL_URI,
+    }
+    command = ["taskset", "-c", args.server_core, sys.executable, "-m", "model_server"]
+    server = serving.Server(
+        f"ours-{backend}", "", command, env, port, f"/v1/models/{MODEL_NAME}", PREDICT, "v1"
+    )
+    result: dict[str, Any] = {"backend": backend, "database_url": url}
+    log(f"{backend}: starting the server")
+    serving.start(server, work, args.ready_timeout)
+    process = server.process
+    assert process is not None
+    try:
+        status, _ = serving.http("POST", server.base + PREDICT, check_body)
+        if status != 200:
+            raise RuntimeError(f"the check request answered {status}")
+        result["check_ok"] = 1
+        with Watch(server.base) as watch:
+            gen = (port, bodies_file)
+            log(f"{backend}: ready in {server.extra['ready_seconds']} s; peak, closed loop")
+            warm = generate(*gen, args.warmup, args.connections, 0, args.client_core)
+            cpu0, _ = serving.group_usage(process.pid)
+            peak = generate(*gen, args.peak_seconds, args.connections, 0, args.client_core)
+            cpu1, _ = serving.group_usage(process.pid)
+            peak["server_cpu_share"] = (cpu1 - cpu0) / peak["elapsed_s"]
+            peak["server_cpu_us_per_request"] = (cpu1 - cpu0) / max(1, peak["ok"]) * 1e6
+            target = round(args.fraction * peak["achieved_per_s"], 1)
+            log(
+                f"{backend}: peak {peak['achieved_per_s']:.0f} req/s; holding {target:.0f} req/s "
+                f"for {args.hold:g} s (load {serving.loadavg()})"
+            )
+            cpu0, waited0 = serving.group_usage(process.pid)
+            hold = generate(*gen, args.hold, args.max_connections, target, args.client_core)
+            cpu1, waited1 = serving.group_usage(process.pid)
+            # The server's share of its core during the hold, and the time its threads were
+            # ready to run but waited for a core (behind each other or other processes).
+            hold["server_cpu_share"] = (cpu1 - cpu0) / hold["elapsed_s"]
+            hold["server_cpu_us_per_request"] = (cpu1 - cpu0) / max(1, hold["ok"]) * 1e6
+            hold["server_cpu_waited_s"] = waited1 - waited0
+            log(
+                f"{backend}: achieved {hold['achieved_per_s']:.1f} req/s, p99 "
+                f"{hold['p99_ms']:.1f} ms, server {hold['server_cpu_share'] * 100:.0f}% of its "
+                f"core (load {serving.loadavg()})"
+            )
+            # Requests the generator gave up on may still be queued in the server: wait.
+            result["metrics_before_stop"] = watch.read(timeout=60)
+        result.update(
+            warmup=warm,
+            peak=peak,
+            hold=hold,
+            target_per_s=target,
+            max_backlog=watch.max_backlog,
+            max_spilled_backlog=watch.max_spilled,
+        )
+    finally:
+        # SIGTERM, as Kubernetes stops a pod: the server finishes, flushes its log, exits.
+        stopping = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)  # its own session: the group is its pid
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(60)
+        result["stop_seconds"] = round(time.monotonic() - stopping, 2)
+        result["exit_code"] = process.returncode
+        serving.stop(server)  # whatever is left of the group: SIGTERM, then SIGKILL
+    spill = work / f"spill-{backend}"
+    result["left_in_spill_files"] = sum(
+        p.read_bytes().count(b"\n") for p in spill.glob("*.jsonl") if p.stem.isdigit()
+    )
+    result["logged_ok"], result["logged_rows"] = logged_rows(backend, database)
+    runs = (result["warmup"], result["peak"], result["hold"])
+    result["successes"] = result["check_ok"] + sum(r["ok"] for r in runs)
+    result["errors"] = sum(r["status_errors"] + r["socket_errors"] + r["timeouts"] for r in runs)
+    log(
+        f"{backend}: stopped in {result['stop_seconds']} s (exit {result['exit_code']}); "
+        f"{result['logged_rows']} rows logged for {result['successes']} successes"
+    )
+    return result
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def conditions(r: dict[str, Any]) -> list[tuple[str, bool]]:
+    hold = r["hold"]
+    dropped = r["metrics_before_stop"].get("dropped_rows_total", 0.0)
+    return [
+        ("zero errors (peak and hold)", r["errors"] == 0),
+        (
+            "target >= 80% of peak",
+            r["target_per_s"] >= 0.8 * r["peak"]["achieved_per_s"] - 0.05,
+        ),
+        ("achieved within 2% of target", hold["achieved_per_s"] >= 0.98 * r["target_per_s"]),
+        ("logged rows == successes", r["logged_rows"] == r["logged_ok"] == r["successes"]),
+        ("no row dropped", dropped == 0),
+        ("graceful stop: exit 0", r["exit_code"] == 0),
+    ]
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'backend':<9} {'peak req/s':>10} {'target req/s':>12} {'achieved req/s':>14} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'successes':>9} {'logged rows':>11} "
+        f"{'max backlog':>11}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        h = r["hold"]
+        lines.append(
+            f"{r['backend']:<9} {r['peak']['achieved_per_s']:>10.0f} {r['target_per_s']:>12.0f} "
+            f"{h['achieved_per_s']:>14.1f} {h['p50_ms']:>7.2f} {h['p99_ms']:>7.2f} "
+            f"{r['errors']:>6} {r['successes']:>9} {r['logged_rows']:>11} "
+            f"{r['max_backlog']:>11.0f}"
+        )
+    for r in results:
+        h, p = r["hold"], r["peak"]
+        lines.append(
+            f"{r['backend']}: peak: p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms, server "
+            f"{p['server_cpu_share'] * 100:.0f}% of its core, "
+            f"{p['server_cpu_us_per_request']:.0f} CPU us/request. Hold: offered "
+            f"{h['offered_per_s']:.1f} req/s, server {h['server_cpu_share'] * 100:.0f}% of its "
+            f"core, {h['server_cpu_us_per_request']:.0f} CPU us/request, max {h['max_ms']:.0f} ms, "
+            f"send lag p50 {h['send_lag_p50_ms']:.2f} ms p99 {h['send_lag_p99_ms']:.2f} ms, "
+            f"{h['connections_opened']} connections. Largest spilled backlog "
+            f"{r['max_spilled_backlog']:.0f}; graceful stop in {r['stop_seconds']} s"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["loadgen"]:
+        loadgen_main(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "bench-serving-registry",
+        help="workspace of the training pipeline: reused if it holds a @champion",
+    )
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--hold", type=float, default=60.0, help="seconds at the target rate")
+    parser.add_argument(
+        "--fraction", type=float, default=0.8, help="target rate / peak (0.8 or more to pass)"
+    )
+    parser.add_argument("--warmup", type=float, default=5.0, help="closed loop before the peak")
+    parser.add_argument("--peak-seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=16, help="closed loop (peak)")
+    parser.add_argument("--max-connections", type=int, default=256, help="open loop (hold)")
+    parser.add_argument("--server-core", default="0")
+    parser.add_argument("--client-core", default="1")
+    parser.add_argument("--ready-timeout", type=float, default=300.0)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args(argv)
+    backends = args.backends.split(",")
+    if unknown := set(backends) - {"sqlite", "postgres"}:
+        raise SystemExit(f"unknown backends {sorted(unknown)}")
+    if not 0.0 < args.fraction <= 1.0:
+        raise SystemExit("--fraction must be within (0, 1] (below 0.8 the run fails, by design)")
+    os.sched_setaffinity(0, {int(args.client_core)})  # this script, like its generator
+
+    tracking_uri, version = serving.ensure_registry(args.registry)
+    _, rows = serving.sample_rows(args.registry)
+    bodies = [
+        json.dumps({"instances": [row]}, separators=(",", ":"))
+        for row in rows[: serving.SINGLE_BODIES]
+    ]
+    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    bodies_file = work / "bodies.json"
+    bodies_file.write_text(json.dumps(bodies))
+    started = datetime.now(UTC)
+    load_start = serving.loadavg()
+    results = []
+    try:
+        for backend in backends:
+            with (
+                postgres_database()
+                if backend == "postgres"
+                else contextlib.nullcontext(str(work / "serving.db"))
+            ) as database:
+                results.append(
+                    run_backend(
+                        backend, database, tracking_uri, bodies_file, bodies[0].encode(), args, work
+                    )
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    print(
+        f"Load benchmark {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores; "
+        f"server on core {args.server_core}, asyncio generator on core {args.client_core}; "
+        f"model version {version['version']} ({version.get('candidate')}); one-row v1 requests; "
+        f"peak: {args.connections} connections closed loop, {args.warmup:g} s warm-up + "
+        f"{args.peak_seconds:g} s; hold: open loop at {args.fraction:g} x peak for {args.hold:g} s"
+    )
+    print(f"load average at the start: {load_start}")
+    print(table(results))
+    failed = 0
+    for r in results:
+        for label, ok in conditions(r):
+            failed += not ok
+            print(f"{r['backend']:<9} {label:<32} {'ok' if ok else 'FAILED'}")
+    print(f"load average at the end: {serving.loadavg()}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"load-{started:%Y%m%d-%H%M%S}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(),
+                "host": platform.node(),
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "model_version": version,
+                "code": serving.code_identity(),
+                "loadavg_start": load_start,
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,409 @@
+"""Faults at the server level, each against a real `python -m model_server` under load, on real
+databases: kill -9 (committed rows intact, the restart serves), SIGTERM (in-flight requests
+answered, the log flushed, exit within the grace period), and a 10 s database outage
+(PostgreSQL cut off behind a TCP proxy, SQLite held locked by another connection) with a small
+memory buffer, so that the overflow goes through the spill files.
+
+The prediction log is checked against the clients' own view: every prediction id a client got
+in a 200 answer, and nothing else, is a row (tests/model_server/records covers the writer alone;
+test_server_lifecycle.py covers MLflow going away).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import sqlalchemy as sa
+import yaml
+from server_support import (
+    FEATURES,
+    MODEL,
+    REPO,
+    ROWS,
+    ServerProcess,
+    sample,
+    start_server,
+    wait_for,
+)
+
+from model_server.server import FLUSH_SECONDS, GRACE_SECONDS
+from tests.model_server.records.records_support import TcpProxy, postgres_database
+
+pytestmark = pytest.mark.slow
+
+V1 = f"/v1/models/{MODEL}:predict"
+LOG = "model_server_prediction_log"
+OUTAGE_SECONDS = 10.0
+# Small enough that an outage overflows it within a second of traffic: the spill path runs.
+SMALL_BUFFER = 300
+
+
+# -- the clients --------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    sent: float | None  # when the request's last byte was written (None: it never was)
+    done: float
+    status: int | str  # the HTTP status, or the name of the exception
+    ids: list[str] = field(default_factory=list)  # prediction ids of a 200 answer
+    rows: int = 0
+
+
+class Traffic:
+    """Client threads posting v1 requests until stopped, each with `rows[k % len(rows)]`
+    instances; every outcome is kept, with the time the request was completely sent."""
+
+    def __init__(self, server: ServerProcess, threads: int, rows: Sequence[int] = (1,)) -> None:
+        self.server = server
+        self.rows = rows
+        self.outcomes: list[Outcome] = []
+        self._waiting: dict[int, float] = {}  # thread -> when its unanswered request was sent
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(90)
+
+    def __enter__(self) -> Traffic:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self, index: int) -> None:
+        bodies = [{"instances": [list(ROWS[(index + i) % 2]) for i in range(n)]} for n in self.rows]
+        k = index
+        with self.server.client(timeout=60) as client:
+            while not self._stop.is_set():
+                k += 1
+                body = bodies[k % len(bodies)]
+                sent: list[float] = []
+
+                def trace(event: str, _info: Any, sent: list[float] = sent) -> None:
+                    if event == "http11.send_request_body.complete":
+                        sent.append(time.monotonic())
+                        with self._lock:
+                            self._waiting[index] = sent[0]
+
+                outcome = Outcome(None, 0.0, "", rows=len(body["instances"]))
+                try:
+                    response = client.post(V1, json=body, extensions={"trace": trace})
+                    outcome.done = time.monotonic()
+                    outcome.status = response.status_code
+                    if response.status_code == 200:
+                        outcome.ids = response.json()["prediction_ids"]
+                except httpx.HTTPError as error:
+                    outcome.done = time.monotonic()
+                    outcome.status = type(error).__name__
+                    time.sleep(0.01)  # a server that is gone refuses at once: do not spin
+                outcome.sent = sent[0] if sent else None
+                with self._lock:
+                    self._waiting.pop(index, None)
+                    self.outcomes.append(outcome)
+
+    def waiting_since(self) -> list[float]:
+        """When each request sent but not answered yet was sent."""
+        with self._lock:
+            return list(self._waiting.values())
+
+    def snapshot(self) -> list[Outcome]:
+        with self._lock:
+            return list(self.outcomes)
+
+    def answered(self) -> list[str]:
+        """Every prediction id received in a 200 answer."""
+        return [i for o in self.snapshot() if o.status == 200 for i in o.ids]
+
+    def answered_after(self, moment: float) -> int:
+        """Instances answered 200 by requests sent after `moment`."""
+        return sum(
+            o.rows
+            for o in self.snapshot()
+            if o.status == 200 and o.sent is not None and o.sent > moment
+        )
+
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.snapshot() if o.status != 200]
+
+
+# -- the server's view --------------------------------------------------------------------
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    value = sample(server.get("/metrics", timeout=10).text, name)
+    assert value is not None, f"{name} not exported"
+    return value
+
+
+def log_counters(server: ServerProcess) -> dict[str, float]:
+    text = server.get("/metrics", timeout=10).text
+    kinds = ("written", "spilled", "rejected", "dropped")
+    names = ("backlog", "spilled_backlog", *(f"{kind}_rows_total" for kind in kinds))
+    found = {name: sample(text, f"{LOG}_{name}") for name in names}
+    assert None not in found.values(), found
+    return {k: float(v) for k, v in found.items() if v is not None}
+
+
+def check_row(row: dict[str, Any]) -> None:
+    """A served prediction's row, whole: what the server built, read back intact."""
+    assert str(uuid.UUID(row["id"])) == row["id"], row
+    assert row["request_id"] and row["model_name"] == MODEL and row["model_version"], row
+    assert row["protocol"] == "v1" and row["status"] == 200 and row["error"] is None, row
+    inputs = row["inputs"] if isinstance(row["inputs"], dict) else json.loads(row["inputs"])
+    assert tuple(inputs) == FEATURES and tuple(inputs.values()) in ROWS, row
+    assert math.isfinite(row["output"]) and 0 < row["output"] < 20, row
+    assert math.isfinite(row["latency_ms"]) and row["latency_ms"] >= 0, row
+    assert row["created_at"], row
+
+
+def sqlite_rows(database: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(database) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM predictions")]
+
+
+def postgres_rows(url: str) -> list[dict[str, Any]]:
+    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as db, db.cursor(row_factory=psycopg.rows.dict_row) as cursor:
+        return list(cursor.execute("SELECT * FROM predictions"))
+
+
+def spill_segments(server: ServerProcess) -> list[Path]:
+    return [p for p in (server.workdir / "state" / "spill").glob("*.jsonl") if p.stem.isdigit()]
+
+
+def assert_one_row_per_answer(rows: list[dict[str, Any]], answered: list[str]) -> None:
+    """Every instance answered 200 is exactly one row, and there is no other row."""
+    assert len(answered) == len(set(answered)) > 0
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids))
+    missing, extra = set(answered) - set(ids), set(ids) - set(answered)
+    assert not missing and not extra, (len(missing), len(extra))
+    assert len(rows) == len(answered)
+    for row in rows:
+        check_row(row)
+
+
+# -- kill -9, then SIGTERM ----------------------------------------------------------------
+
+
+def test_kill_9_keeps_committed_rows_and_the_restart_serves_and_stops_gracefully(
+    trained_registry: Any, tmp_path: Path
+) -> None:
+    """Under load: kill -9, the restart on the same database and spill folder, SIGTERM."""
+    uri = trained_registry.tracking_uri
+    server = start_server(tmp_path, uri)
+    traffic = Traffic(server, threads=4, rows=(1, 1, 5))
+    try:
+        server.wait_ready()
+        with traffic:
+            wait_for(lambda: metric(server, f"{LOG}_written_rows_total") >= 500, 90, "commits")
+            # The load stays on until the very end: the kill lands between and in commits.
+            committed = metric(server, f"{LOG}_written_rows_total")
+            server.process.kill()
+            assert server.process.wait(10) == -signal.SIGKILL
+    finally:
+        server.stop()
+    (server.workdir / "server.log").rename(server.workdir / "killed.log")
+
+    with sqlite3.connect(server.database) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    rows = sqlite_rows(server.database)
+    assert len(rows) >= committed > 0
+    for row in rows:
+        check_row(row)
+    ids = {row["id"] for row in rows}
+    answered = set(traffic.answered())
+    # A row may be committed before its answer left the server: only the requests the kill
+    # cut off (sent, never answered) can have rows no client saw.
+    cut = sum(o.rows for o in traffic.failures() if o.sent is not None)
+    assert len(ids - answered) <= cut, (len(ids - answered), cut)
+    lost = len(answered - ids)  # answered, but still in the writer's memory at the kill
+
+    restarted = start_server(tmp_path, uri)  # same database, same spill folder
+    singles = Traffic(restarted, threads=3, rows=(1, 2))
+    batches = Traffic(restarted, threads=1, rows=(1000,))  # tens of ms or more each
+    try:
+        restarted.wait_ready()
+        with singles, batches:
+            wait_for(
+                lambda: len(batches.answered()) >= 2000 and len(singles.answered()) >= 200,
+                60,
+                "traffic after the restart",
+            )
+            # The signal lands while a batch, sent a moment ago, is being computed.
+            wait_for(
+                lambda: any(time.monotonic() - t < 0.01 for t in batches.waiting_since()),
+                30,
+                "a batch just sent",
+                interval=0.001,
+            )
+            signalled = time.monotonic()
+            restarted.process.send_signal(signal.SIGTERM)
+            code = restarted.process.wait(GRACE_SECONDS + FLUSH_SECONDS + 20)
+            exited = time.monotonic() - signalled
+    finally:
+        restarted.stop()
+    assert code == 0, restarted.log()[-3000:]
+    outcomes = singles.snapshot() + batches.snapshot()
+    before = [o for o in outcomes if o.sent is not None and o.sent < signalled]
+    assert [o.status for o in before if o.status != 200] == []
+    in_flight = [o for o in before if o.done > signalled]
+    assert any(o.rows == 1000 for o in in_flight), "no batch was in flight at the SIGTERM"
+    assert exited < GRACE_SECONDS, exited
+    with sqlite3.connect(restarted.database) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    # The killed run's rows are still there; every instance answered since, before or after
+    # the SIGTERM (the server had read those), is one row: the shutdown flushed them all.
+    after = sqlite_rows(restarted.database)
+    assert_one_row_per_answer(
+        [row for row in after if row["id"] not in ids], singles.answered() + batches.answered()
+    )
+    assert ids <= {row["id"] for row in after}
+    print(
+        f"kill -9: {committed:.0f} rows committed before it, {len(ids)} found, {lost} answered "
+        f"rows lost from memory; SIGTERM: {len(in_flight)} requests in flight answered, exit "
+        f"{exited:.2f} s after it (grace {GRACE_SECONDS} s + flush {FLUSH_SECONDS:g} s), "
+        f"{len(after) - len(ids)} rows"
+    )
+
+
+def test_the_chart_gives_the_shutdown_its_time() -> None:
+    """The pod's grace period covers uvicorn's wait for open requests and the log's flush."""
+    values = yaml.safe_load((REPO / "charts" / "california-housing" / "values.yaml").read_text())
+    assert values["predictor"]["terminationGracePeriodSeconds"] >= GRACE_SECONDS + FLUSH_SECONDS
+
+
+# -- database outages -------------------------------------------------------------------------
+
+
+@dataclass
+class Outage:
+    started: float
+    answered: int = 0  # instances answered 200, sent after the outage began
+    backlog_at_end: float = 0.0
+    max_backlog: float = 0.0
+    max_spilled: float = 0.0
+
+
+def ride_out(server: ServerProcess, traffic: Traffic, seconds: float) -> Outage:
+    """Watch the log's metrics while the database is away; the backlog at the end must hold
+    at least every instance answered since the outage began (none of them can be written)."""
+    outage = Outage(time.monotonic())
+    while time.monotonic() - outage.started < seconds:
+        counters = log_counters(server)
+        outage.max_backlog = max(outage.max_backlog, counters["backlog"])
+        outage.max_spilled = max(outage.max_spilled, counters["spilled_backlog"])
+        time.sleep(0.25)
+    outage.answered = traffic.answered_after(outage.started)
+    outage.backlog_at_end = log_counters(server)["backlog"]
+    return outage
+
+
+def recover(server: ServerProcess, traffic: Traffic, outage: Outage) -> dict[str, float]:
+    """After the database is back: drained, nothing lost, rejected or left on disk."""
+    time.sleep(1.0)  # traffic continues a moment after the database is back
+    traffic.stop()
+    assert traffic.failures() == [], traffic.failures()[:5]
+    assert outage.answered > SMALL_BUFFER, outage
+    assert outage.backlog_at_end >= outage.answered, outage
+    assert outage.max_spilled > 0, outage
+    wait_for(lambda: log_counters(server)["backlog"] == 0, 60, "the backlog to drain")
+    counters = log_counters(server)
+    assert counters["spilled_rows_total"] > 0 and counters["spilled_backlog"] == 0, counters
+    assert counters["dropped_rows_total"] == 0 and counters["rejected_rows_total"] == 0, counters
+    # (>=: a commit whose acknowledgement the cut lost is retried and counted again, though
+    # the insert, idempotent on id, adds no row.)
+    assert counters["written_rows_total"] >= len(traffic.answered()), counters
+    assert spill_segments(server) == []
+    return counters
+
+
+@pytest.mark.postgres
+def test_postgres_outage_under_load_delays_rows_and_loses_none(
+    trained_registry: Any, tmp_path: Path
+) -> None:
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    proxy.start()
+    with postgres_database() as url:
+        via_proxy = sa.make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
+        server = start_server(
+            tmp_path,
+            trained_registry.tracking_uri,
+            database_url=via_proxy,
+            log_buffer_rows=str(SMALL_BUFFER),
+        )
+        traffic = Traffic(server, threads=4, rows=(1, 1, 10))
+        try:
+            server.wait_ready()
+            traffic.start()
+            wait_for(lambda: metric(server, f"{LOG}_written_rows_total") >= 200, 60, "commits")
+            proxy.stop()  # open connections cut, new ones refused
+            outage = ride_out(server, traffic, OUTAGE_SECONDS)
+            proxy.start()
+            counters = recover(server, traffic, outage)
+            assert server.stop() == 0, server.log()[-3000:]
+            rows = postgres_rows(url)
+        finally:
+            traffic.stop()
+            server.stop()
+            proxy.stop()
+    assert_one_row_per_answer(rows, traffic.answered())
+    print(f"PostgreSQL outage: {outage}, {counters}")
+
+
+def test_locked_sqlite_under_load_delays_rows_and_loses_none(
+    trained_registry: Any, tmp_path: Path
+) -> None:
+    server = start_server(
+        tmp_path, trained_registry.tracking_uri, log_buffer_rows=str(SMALL_BUFFER)
+    )
+    traffic = Traffic(server, threads=4, rows=(1, 1, 10))
+    try:
+        server.wait_ready()
+        traffic.start()
+        wait_for(lambda: metric(server, f"{LOG}_written_rows_total") >= 200, 60, "commits")
+        with holding_the_write_lock(server.database):
+            outage = ride_out(server, traffic, OUTAGE_SECONDS)
+        counters = recover(server, traffic, outage)
+        assert server.stop() == 0, server.log()[-3000:]
+    finally:
+        traffic.stop()
+        server.stop()
+    assert_one_row_per_answer(sqlite_rows(server.database), traffic.answered())
+    print(f"SQLite locked: {outage}, {counters}")
+
+
+@contextmanager
+def holding_the_write_lock(database: Path) -> Iterator[None]:
+    """Another process's connection holding SQLite's write lock (BEGIN EXCLUSIVE)."""
+    blocker = sqlite3.connect(database, timeout=30, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        yield
+        blocker.execute("ROLLBACK")
+    finally:
+        blocker.close()
