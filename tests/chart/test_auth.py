@@ -47,7 +47,7 @@ def test_auth_is_off_by_default(tools) -> None:
     assert not any("API_KEYS" in name for name in env)
     assert env["MODEL_SERVER_RATE_LIMIT_PER_SECOND"] == "0"
     assert env["MODEL_SERVER_RATE_LIMIT_BURST"] == "20"
-    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp", "prediction-spill"]  # no api-keys
     test_pod = find(docs, "Pod")[0]
     assert "volumes" not in test_pod["spec"]
     assert 'key_file = ""' in test_pod["spec"]["containers"][0]["args"][0]
