@@ -65,35 +65,34 @@ def postgres_database(prefix: str = "test") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path, log: Path) -> Iterator[str]:
-    """`mlflow server` serving its own artifacts (the production shape). Yields its URL."""
-    port = free_port()
-    with log.open("wb") as out:
+def mlflow_server(
+    backend_uri: str,
+    artifacts: Path,
+    log: Path,
+    *,
+    port: int | None = None,
+    serve_artifacts: bool = True,
+    timeout: float = 180,
+) -> Iterator[str]:
+    """`mlflow server`, by default serving its own artifacts (the production shape); without
+    `serve_artifacts` clients read the registry's artifact paths directly. Yields its URL;
+    stopped, process group and all, on exit."""
+    port = free_port() if port is None else port
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri]
+    command += ["--serve-artifacts"] if serve_artifacts else []
+    command += ["--artifacts-destination", artifacts.as_uri()]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with log.open("ab") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                backend_uri,
-                "--serve-artifacts",
-                "--artifacts-destination",
-                artifacts.as_uri(),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
+            command,
+            cwd=log.parent,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/health", timeout=120, process=process)
+        wait_http(f"{url}/health", timeout=timeout, process=process)
         yield url
     finally:
         stop(process)

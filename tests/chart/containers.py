@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -47,12 +46,6 @@ TRAINING_IMAGE_FILES = (
     "data/raw/.gitignore",
     "dvc-remote",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def expand(value: str, env: dict[str, str]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.servers import free_port as free_port  # re-exported for the tests here
 
 REPO = Path(__file__).resolve().parents[2]
 TESTDATA = REPO / "tests" / "testdata" / "model_server"
@@ -43,12 +44,6 @@ ROWS = (
     (8.3252, 41.0, 6.984127, 1.02381, 322.0, 2.555556, 37.88, -122.23),
     (3.0, 20.0, 5.0, 1.0, 1000.0, 3.0, 34.0, -118.0),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(

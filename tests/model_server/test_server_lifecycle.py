@@ -8,13 +8,9 @@ These tests change the registry: they work on a private copy of the session's st
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +31,7 @@ from server_support import (
 )
 
 from tests.model_server.records.records_support import TcpProxy
-from tests.servers import stop as stop_process
-from tests.servers import wait_http
+from tests.servers import mlflow_server
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
@@ -192,28 +187,6 @@ def poll_failures(server: ServerProcess) -> float:
     return value
 
 
-@contextlib.contextmanager
-def mlflow_on(port: int, backend_uri: str, log: Path) -> Iterator[None]:
-    """A real `mlflow server` on `port` (the registry's artifacts are local paths, which the
-    model server reads directly); stopped, process group and all, on exit."""
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri]
-    command += ["--artifacts-destination", (log.parent / "mlartifacts").as_uri()]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=log.parent,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=180, process=process)
-        yield
-    finally:
-        stop_process(process)
-
-
 def test_mlflow_down_at_start_and_while_serving(
     trained_registry: Any, candidates: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -233,7 +206,14 @@ def test_mlflow_down_at_start_and_while_serving(
     server = start_server(tmp_path / "server", f"http://127.0.0.1:{proxy.port}", env_extra=quick)
     load = Load(server, threads=2)
     try:
-        with mlflow_on(mlflow_port, uri, tmp_path / "mlflow.log"):  # boots beside the server
+        # Boots beside the server; the model server reads the registry's artifact paths itself.
+        with mlflow_server(
+            uri,
+            tmp_path / "mlartifacts",
+            tmp_path / "mlflow.log",
+            port=mlflow_port,
+            serve_artifacts=False,
+        ):
             server.wait_live()
             wait_for(
                 lambda: "unreachable" in (server.get("/health").json()["registry_error"] or ""),
