@@ -111,11 +111,6 @@ class ValueHistogram(Collector):
                 self._counts[version] = counts
                 self._sums[version] = total
 
-    def count(self, version: str) -> int:
-        with self._lock:
-            counts = self._counts.get(version)
-            return 0 if counts is None else int(counts.sum())
-
     def describe(self) -> Iterable[HistogramMetricFamily]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=VERSIONED)]
 

@@ -297,7 +297,11 @@ def insert_params(
                     output, latency, status, error, shadow_of)  # fmt: skip
     row = to_row(record)
     inputs_json = row["inputs"]
-    row["inputs"] = None if inputs_json is None else json.dumps(inputs_json, allow_nan=False)
+    row["inputs"] = (
+        None
+        if inputs_json is None
+        else json.dumps(inputs_json, allow_nan=False, separators=(",", ":"))
+    )  # the engine's serializer, and orjson's compact form
     row["created_at"] = timestamp(row["created_at"])
     return tuple(row[column] for column in INSERT_COLUMNS)
 

@@ -3,15 +3,23 @@ load, and the prediction ids."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from kserve import InferInput, InferRequest
 
-from model_server.model import INLINE_MAX_INSTANCES, Job, freeze_heap, instance_count
+from model_server.model import (
+    INLINE_MAX_INSTANCES,
+    HousingModel,
+    Job,
+    freeze_heap,
+    instance_count,
+)
 from model_server.protocol import Protocol, new_ids
 
 
@@ -40,9 +48,29 @@ def test_instance_count_reads_the_outer_shape(request_job: Job, count: int) -> N
     assert instance_count(request_job) == count
 
 
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.submitted = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
 def test_small_requests_run_inline_and_large_ones_in_the_pool() -> None:
-    assert instance_count(job("v1", {"instances": [[0.0] * 8] * INLINE_MAX_INSTANCES})) <= 8
-    assert instance_count(job("v1", {"instances": [[0.0] * 8] * 9})) > INLINE_MAX_INSTANCES
+    executor = CountingExecutor()
+    model = HousingModel("m", None, None, executor, 1000)  # type: ignore[arg-type]
+    model._infer = lambda job: job.request_id  # type: ignore[method-assign]
+    small = job("v1", {"instances": [[0.0] * 8] * INLINE_MAX_INSTANCES})
+    large = job("v1", {"instances": [[0.0] * 8] * (INLINE_MAX_INSTANCES + 1)})
+    try:
+        assert asyncio.run(model.predict(small)) == "r"
+        assert executor.submitted == 0
+        assert asyncio.run(model.predict(large)) == "r"
+        assert executor.submitted == 1
+    finally:
+        executor.shutdown()
 
 
 def test_freezing_moves_the_live_heap_out_of_collections() -> None:
