@@ -40,7 +40,6 @@ from tests.chart.containers import (
     Running,
     base_env,
     docker_launch,
-    free_port,
     http,
     launch,
     probe_url,
@@ -50,6 +49,7 @@ from tests.chart.containers import (
     unread_env,
     wait_http,
 )
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
