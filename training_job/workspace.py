@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 # read from the workspace.
 _PROJECT_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore")
 _PROJECT_DIRS = (".dvc", "data/raw", "dvc-remote")
-_NOT_COPIED = shutil.ignore_patterns("tmp", "cache", "config.local", "*.data", "*.csv")
+_NOT_COPIED = shutil.ignore_patterns(
+    "tmp", "cache", "site-cache", "config.local", "*.data", "*.csv"
+)
 
 
 class WorkspaceError(RuntimeError):
@@ -51,9 +53,12 @@ def materialize(workspace: Path, project: Path, remote: str | None) -> Path:
         # DVC wants an SCM for import-url bookkeeping; a throwaway repository is enough.
         _run(["git", "init", "-q"], workspace)
         # DVC keeps per-repository state in /var/tmp/dvc by default, which is read-only in the
-        # pod: keep it in the workspace instead (written before any dvc command runs).
+        # pod and shared by every user elsewhere: keep it in the workspace instead, private
+        # (DVC would create it world-writable; docs/security.md), before any dvc command runs.
+        site_cache = workspace / ".dvc" / "site-cache"
+        site_cache.mkdir(mode=0o700, exist_ok=True)
         with (workspace / ".dvc" / "config.local").open("a", encoding="utf-8") as config:
-            config.write(f"[core]\n    site_cache_dir = {workspace / '.dvc' / 'site-cache'}\n")
+            config.write(f"[core]\n    site_cache_dir = {site_cache}\n")
     if remote:
         dvc = [sys.executable, "-m", "dvc"]
         _run(

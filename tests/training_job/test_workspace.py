@@ -16,6 +16,10 @@ def test_materialize_copies_the_pipeline_and_pulls_the_data(tmp_path: Path) -> N
     assert (workspace / "dvc.yaml").read_text() == (project / "dvc.yaml").read_text()
     assert file_md5(workspace / "data/raw/cal_housing.data") == "01d0b31df796a8d4b7a6ce4c37f42dbc"
     assert not (workspace / "training_job").exists()  # code is not read from the workspace
+    # DVC's pickled state lives in the workspace, private to its user (PYSEC-2026-2447).
+    site_cache = workspace / ".dvc" / "site-cache"
+    assert f"site_cache_dir = {site_cache}" in (workspace / ".dvc/config.local").read_text()
+    assert site_cache.stat().st_mode & 0o777 == 0o700
     # Idempotent: a second call (the retrain after the initial run) copies nothing again.
     assert materialize(workspace, project, remote=None) == workspace
 
