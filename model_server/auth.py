@@ -277,6 +277,10 @@ class Refusal:
     message: str
     headers: Mapping[str, str]
     reason: str
+    kind: str  # one of REFUSAL_KINDS: the metric's label, never anything of the key
+
+
+REFUSAL_KINDS = ("missing_key", "unknown_key", "forbidden", "rate_limited")
 
 
 MISSING_KEY = Refusal(
@@ -284,12 +288,14 @@ MISSING_KEY = Refusal(
     f"an API key is required: send 'Authorization: Bearer <key>' or '{API_KEY_HEADER}: <key>'",
     {"WWW-Authenticate": f'Bearer realm="{REALM}"'},
     "no key",
+    "missing_key",
 )
 UNKNOWN_KEY = Refusal(
     401,
     "the API key is not valid",
     {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'},
     "unknown key",
+    "unknown_key",
 )
 
 
@@ -370,6 +376,7 @@ class AccessControl:
                     f"this route needs an {required.name.lower()} key",
                     {},
                     f"{credential.role.name.lower()} key {credential.fingerprint}",
+                    "forbidden",
                 )
             who = credential
         else:
@@ -384,6 +391,7 @@ class AccessControl:
                     f"{self.limiter.burst:g}): retry in {seconds} s",
                     {"Retry-After": str(seconds)},
                     f"key {who.fingerprint}" if isinstance(who, Credential) else "client",
+                    "rate_limited",
                 )
         return None
 

@@ -8,7 +8,7 @@ own), or into a private registry in tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -354,6 +354,13 @@ class ServerMetrics:
             ["model_name"],
             registry=registry,
         )
+        self.access_refusals = Counter(
+            "model_server_access_refusals",
+            "Requests refused by access control, by kind (missing_key, unknown_key, forbidden: "
+            "401/403; rate_limited: 429).",
+            ["model_name", "kind"],
+            registry=registry,
+        )
         self.model_loads = Counter(
             "model_server_model_loads",
             "Model loads by outcome (success, failure).",
@@ -434,6 +441,11 @@ class ServerMetrics:
 
     def feedback_received(self, version: str) -> None:
         self.feedback.labels(self.model_name, version).inc()
+
+    def refusal_counter(self, kinds: Iterable[str]) -> Callable[[str], None]:
+        """Counts access refusals by kind; every kind is exported from 0 on (rate() needs it)."""
+        children = {kind: self.access_refusals.labels(self.model_name, kind) for kind in kinds}
+        return lambda kind: children[kind].inc()
 
     def track_inflight(self) -> Gauge:
         return self.inflight.labels(self.model_name)

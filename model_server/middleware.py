@@ -38,9 +38,12 @@ class AccessGuard:
     """Answers 401, 403 or 429 (the server's error JSON) for a request that `access` refuses;
     passes the others on untouched."""
 
-    def __init__(self, app: ASGIApp, *, access: AccessControl) -> None:
+    def __init__(
+        self, app: ASGIApp, *, access: AccessControl, refused: Callable[[str], None] | None = None
+    ) -> None:
         self.app = app
         self.access = access
+        self.refused = refused  # counts a refusal by its kind (metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,6 +63,8 @@ class AccessGuard:
             refusal.status,
             refusal.reason,
         )
+        if self.refused is not None:
+            self.refused(refusal.kind)
         response = error_response(ModelServerError(refusal.message, status_code=refusal.status))
         response.headers.update(refusal.headers)
         await response(scope, receive, send)

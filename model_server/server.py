@@ -39,7 +39,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from model_server import openapi
 from model_server.accounting import REQUEST_STARTED, Accountant
-from model_server.auth import AccessControl, document_access
+from model_server.auth import REFUSAL_KINDS, AccessControl, document_access
 from model_server.errors import (
     BadRequestError,
     ErrorHandler,
@@ -339,7 +339,8 @@ class App:
         access = AccessControl.from_settings(self.settings)
         log.info("%s", access.describe())
         if access.active:
-            app.add_middleware(AccessGuard, access=access)
+            refused = self.metrics.refusal_counter(REFUSAL_KINDS)
+            app.add_middleware(AccessGuard, access=access, refused=refused)
             _document_access(app, access)
 
     def run(self) -> None:

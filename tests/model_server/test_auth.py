@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import ValidationError
-from server_support import MODEL, ROWS, ServerProcess, start_server
+from server_support import MODEL, ROWS, ServerProcess, sample, start_server
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -677,6 +677,33 @@ def test_server_rate_limit_per_key(guarded: Recorder) -> None:
     # Other keys have their own buckets; probes are never limited.
     assert guarded.call("POST", "/feedback", REAL_USER, json=body).status_code == 422
     assert guarded.call("GET", "/v2/health/ready").status_code == 200
+
+
+def test_server_counts_refusals_by_kind(guarded: Recorder) -> None:
+    def refusals() -> dict[str, float | None]:
+        text = guarded.call("GET", "/metrics").text
+        kinds = ("missing_key", "unknown_key", "forbidden", "rate_limited")
+        return {k: sample(text, "model_server_access_refusals_total", kind=k) for k in kinds}
+
+    before = refusals()
+    assert None not in before.values()  # every kind exported from the start
+    assert guarded.call("POST", V1, json={"instances": []}).status_code == 401
+    assert guarded.call("POST", V1, REAL_UNKNOWN, json={"instances": []}).status_code == 401
+    assert guarded.call("GET", "/logs/1", REAL_USER).status_code == 403
+    body = {"prediction_id": "", "actual": 1.0}
+    statuses = [
+        guarded.call("POST", "/feedback", REAL_LIMITED, json=body).status_code
+        for _ in range(BURST + 2)
+    ]
+    after = refusals()
+    delta = {kind: after[kind] - before[kind] for kind in before}  # type: ignore[operator]
+    assert delta == {
+        "missing_key": 1,
+        "unknown_key": 1,
+        "forbidden": 1,
+        "rate_limited": statuses.count(429),
+    }
+    assert statuses.count(429) >= 1
 
 
 def test_server_openapi_declares_the_security_schemes(guarded: Recorder) -> None:
