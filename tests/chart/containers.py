@@ -121,11 +121,12 @@ class Running:
 
 
 def base_env() -> dict[str, str]:
-    """A clean environment: no MLFLOW_/TRAINING_/MODEL_SERVER_/AWS_ variable of this session."""
+    """A clean environment: no MLFLOW_/TRAINING_/MODEL_SERVER_/AWS_/DVC_ variable of this
+    session (scripts/test.sh sets DVC_SITE_CACHE_DIR, which no pod has)."""
     keep = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("MLFLOW_", "TRAINING_", "MODEL_SERVER_", "AWS_", "CH_"))
+        if not k.startswith(("MLFLOW_", "TRAINING_", "MODEL_SERVER_", "AWS_", "CH_", "DVC_"))
     }
     keep["PATH"] = f"{VENV_BIN}{os.pathsep}{keep.get('PATH', '')}"
     # What the images set (docker/*.Dockerfile): writable HOME and caches under /tmp.
