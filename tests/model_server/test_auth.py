@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -304,27 +303,6 @@ def test_nothing_configured_is_nothing_to_check() -> None:
     access = AccessControl(KeyRing())
     assert not access.active
     assert access.describe() == "access control: no API keys (every route open); no rate limit"
-
-
-def test_the_check_costs_a_few_microseconds() -> None:
-    """The single-row prediction path is ~700 µs: the check must stay a small part of it."""
-    keys = KeyRing([digest(USER.encode()), digest(b"o" * 32)], [digest(ADMIN.encode())])
-    access = AccessControl(keys, TokenBuckets(1e9, 10**9))
-    headers = [
-        (b"host", b"127.0.0.1:8080"),
-        (b"accept", b"*/*"),
-        (b"content-type", b"application/json"),
-        (b"content-length", b"80"),
-        (b"authorization", f"Bearer {USER}".encode()),
-    ]
-    runs = 20_000
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(runs):
-            access.check(V1, headers, "127.0.0.1")
-        best = min(best, (time.perf_counter() - started) / runs)
-    assert best < 25e-6, f"{best * 1e6:.1f} µs per check"  # ~4 µs here; bound for slow CI
 
 
 # -- settings ----------------------------------------------------------------------------------
