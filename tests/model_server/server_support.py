@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,22 +24,14 @@ import httpx
 
 from tests.servers import free_port as free_port  # re-exported for the tests here
 
+# Only to build test requests (re-exported): the server reads them from the model's signature.
+from training_job.schema import FEATURES as FEATURES
+
 REPO = Path(__file__).resolve().parents[2]
 TESTDATA = REPO / "tests" / "testdata" / "model_server"
 MODEL = "california-housing"
 # The shared server accepts this many instances per request (the default is 1000).
 MAX_INSTANCES = 2000
-FEATURES = (
-    # Only to build test requests: the server reads these from the model's signature.
-    "MedInc",
-    "HouseAge",
-    "AveRooms",
-    "AveBedrms",
-    "Population",
-    "AveOccup",
-    "Latitude",
-    "Longitude",
-)
 # Two real block groups (the first rows of the input example family).
 ROWS = (
     (8.3252, 41.0, 6.984127, 1.02381, 322.0, 2.555556, 37.88, -122.23),
@@ -55,6 +48,35 @@ def wait_for(
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class ClientThreads:
+    """Client threads, each running `_run(index)` until `stop()`: a test's traffic."""
+
+    def __init__(self, threads: int, join_timeout: float = 90.0) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._join_timeout = join_timeout
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _run(self, index: int) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self._join_timeout)
+
+    def __enter__(self) -> ClientThreads:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @dataclass

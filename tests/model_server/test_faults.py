@@ -15,7 +15,6 @@ import json
 import math
 import signal
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -34,6 +33,7 @@ from server_support import (
     MODEL,
     REPO,
     ROWS,
+    ClientThreads,
     ServerProcess,
     sample,
     start_server,
@@ -64,34 +64,16 @@ class Outcome:
     rows: int = 0
 
 
-class Traffic:
+class Traffic(ClientThreads):
     """Client threads posting v1 requests until stopped, each with `rows[k % len(rows)]`
     instances; every outcome is kept, with the time the request was completely sent."""
 
     def __init__(self, server: ServerProcess, threads: int, rows: Sequence[int] = (1,)) -> None:
+        super().__init__(threads)
         self.server = server
         self.rows = rows
         self.outcomes: list[Outcome] = []
         self._waiting: dict[int, float] = {}  # thread -> when its unanswered request was sent
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(90)
-
-    def __enter__(self) -> Traffic:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _run(self, index: int) -> None:
         bodies = [{"instances": [list(ROWS[(index + i) % 2]) for i in range(n)]} for n in self.rows]

@@ -8,7 +8,6 @@ These tests change the registry: they work on a private copy of the session's st
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +19,7 @@ from server_support import (
     FEATURES,
     MODEL,
     ROWS,
+    ClientThreads,
     ServerProcess,
     copy_registry,
     free_port,
@@ -120,26 +120,15 @@ def test_champion_appears_then_moves_under_load(
     assert per_version["1"] > 0 and per_version[tree_version] > 0
 
 
-class Load:
+class Load(ClientThreads):
     """Threads sending one-row requests (v1 and v2 alternately) until stopped."""
 
     def __init__(self, server: ServerProcess, threads: int) -> None:
+        super().__init__(threads, join_timeout=60)
         self.server = server
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         self.answers: list[tuple[str, float]] = []
         self.failures: list[str] = []
         self.by_thread: dict[int, list[str]] = defaultdict(list)
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
 
     def count(self) -> int:
         return len(self.answers)

@@ -18,21 +18,12 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from model_server.records import PredictionRecord, RecordWriter, StoreUnavailableError
+from training_job.schema import FEATURES
 
 PG_HOST = os.environ.get("RECORDS_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("RECORDS_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("RECORDS_TEST_PG_USER", "root")
 
-FEATURES = (
-    "MedInc",
-    "HouseAge",
-    "AveRooms",
-    "AveBedrms",
-    "Population",
-    "AveOccup",
-    "Latitude",
-    "Longitude",
-)
 
 WriterFactory = Callable[..., RecordWriter]
 
