@@ -107,6 +107,7 @@ def fuzz_server(
         trained_registry.tracking_uri,  # type: ignore[attr-defined]
         max_instances=str(FUZZ_MAX_INSTANCES),
         retrain_workdir=str(workdir),
+        access_log="true",  # off by default; the statuses below are read from it
     )
     try:
         server.wait_ready()
@@ -182,6 +183,7 @@ def test_fuzz_every_operation(fuzz_server: ServerProcess, tmp_path: Path) -> Non
     for name, code in codes.items():
         assert code == 0, f"shard {name}:\n{outputs[name][-20000:]}"
     assert generated >= MIN_CASES
+    assert len(answered) >= generated, "the server's access log does not show the requests"
     assert not [s for s in statuses if s >= 500], statuses
     # The server took all of it: still ready, still predicting, nothing logged as a crash.
     assert fuzz_server.get("/health").status_code == 200
