@@ -30,7 +30,6 @@ request costs with no model), ours-warning (no access log), ours-whatif (bench/w
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -52,6 +51,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import loadgen  # bench/loadgen.py: the asyncio generator (the fallback without wrk)
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -111,6 +112,15 @@ def champion(tracking_uri: str) -> dict[str, str] | None:
     if done.returncode != 0:
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def add_registry_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "bench-serving-registry",
+        help="workspace of the training pipeline: reused if it holds a @champion",
+    )
 
 
 def ensure_registry(root: Path) -> tuple[str, dict[str, str]]:
@@ -429,139 +439,48 @@ def run_load(
     load: Load, server: Server, bodies: list[bytes], seconds: float, work: Path
 ) -> dict[str, Any]:
     """Run the load generator against `server` for `seconds`; its summary (latency in us)."""
-    pin = ["taskset", "-c", load.client_core]
-    if load.tool == "wrk":
-        assert load.wrk is not None
-        script = work / f"{server.name}-{len(bodies)}.lua"
-        script.write_text(
-            LUA
-            % {
-                "bodies": ",\n".join(f"[==[{b.decode()}]==]" for b in bodies),
-                "path": server.predict_path,
-            }
-        )
-        command = [
-            *pin,
-            load.wrk,
-            "-t1",
-            f"-c{load.connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            server.base,
-        ]
-    else:
+    if load.tool == "python":
         bodies_file = work / f"{server.name}-{len(bodies)}.json"
         bodies_file.write_text(json.dumps([b.decode() for b in bodies]))
-        command = [
-            *pin,
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "loadgen",
-            "--port",
-            str(server.port),
-            "--path",
+        summary = loadgen.run(
+            load.client_core,
+            server.port,
             server.predict_path,
-            "--bodies",
-            str(bodies_file),
-            "--connections",
-            str(load.connections),
-            "--duration",
-            str(seconds),
-        ]
+            bodies_file,
+            seconds,
+            load.connections,
+        )
+        return wrk_form(summary)
+    assert load.wrk is not None
+    script = work / f"{server.name}-{len(bodies)}.lua"
+    script.write_text(
+        LUA
+        % {
+            "bodies": ",\n".join(f"[==[{b.decode()}]==]" for b in bodies),
+            "path": server.predict_path,
+        }
+    )
+    command = ["taskset", "-c", load.client_core, load.wrk, "-t1", f"-c{load.connections}"]
+    command += [f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), server.base]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("WRK_JSON "):
             return dict(json.loads(line.removeprefix("WRK_JSON ")))
-    raise RuntimeError(f"load generator failed ({done.returncode}): {done.stdout}{done.stderr}")
+    raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")
 
 
-async def _python_load(
-    port: int, path: str, bodies: list[str], connections: int, seconds: float
-) -> dict[str, Any]:
-    requests = [
-        (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n\r\n"
-        ).encode()
-        + body.encode()
-        for body in bodies
-    ]
-    latencies: list[float] = []
-    errors = {"status": 0, "socket": 0}
-    started = time.perf_counter()
-    deadline = started + seconds
-
-    async def connection(offset: int) -> None:
-        turn = offset
-        while time.perf_counter() < deadline:
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                errors["socket"] += 1
-                await asyncio.sleep(0.05)
-                continue
-            try:
-                while time.perf_counter() < deadline:
-                    turn += 1
-                    t0 = time.perf_counter()
-                    writer.write(requests[turn % len(requests)])
-                    status = (await reader.readline()).split(b" ", 2)
-                    length = -1
-                    while (line := await reader.readline()) not in (b"\r\n", b""):
-                        key, _, value = line.partition(b":")
-                        if key.strip().lower() == b"content-length":
-                            length = int(value)
-                    if length < 0 or len(status) < 2:
-                        raise ConnectionError("no Content-Length")
-                    await reader.readexactly(length)
-                    latencies.append(time.perf_counter() - t0)
-                    if status[1] != b"200":
-                        errors["status"] += 1
-            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
-                errors["socket"] += 1
-            finally:
-                writer.close()
-
-    await asyncio.gather(*(connection(i * 7) for i in range(connections)))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-
-    def pct(p: float) -> int:
-        if not latencies:
-            return 0
-        return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1e6)
-
+def wrk_form(summary: dict[str, Any]) -> dict[str, Any]:
+    """bench/loadgen.py's closed-loop summary in the form of wrk's WRK_JSON line."""
+    answered = summary["requests"] - summary["socket_errors"] - summary["timeouts"]
     return {
-        "requests": len(latencies),
-        "duration_us": round(elapsed * 1e6),
-        "status_errors": errors["status"],
-        "socket_errors": errors["socket"],
-        "timeouts": 0,
-        "p50_us": pct(50),
-        "p90_us": pct(90),
-        "p99_us": pct(99),
-        "max_us": round(latencies[-1] * 1e6) if latencies else 0,
-        "mean_us": sum(latencies) / len(latencies) * 1e6 if latencies else 0.0,
+        "requests": answered,
+        "duration_us": round(summary["elapsed_s"] * 1e6),
+        "status_errors": summary["status_errors"],
+        "socket_errors": summary["socket_errors"],
+        "timeouts": summary["timeouts"],
+        **{f"{k}_us": round(summary[f"{k}_ms"] * 1e3) for k in ("p50", "p90", "p99", "max")},
+        "mean_us": summary["mean_ms"] * 1e3,
     }
-
-
-def loadgen_main(argv: list[str]) -> None:
-    """`serving.py loadgen ...`: the fallback load generator, one process on its own core."""
-    parser = argparse.ArgumentParser(prog="serving.py loadgen")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", required=True)
-    parser.add_argument("--bodies", type=Path, required=True)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--duration", type=float, default=15.0)
-    args = parser.parse_args(argv)
-    bodies = json.loads(args.bodies.read_text())
-    summary = asyncio.run(
-        _python_load(args.port, args.path, bodies, args.connections, args.duration)
-    )
-    print("WRK_JSON " + json.dumps(summary))
 
 
 # -- one server, both workloads ---------------------------------------------------------------
@@ -862,16 +781,8 @@ def ratios(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["loadgen"]:
-        loadgen_main(argv[1:])
-        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--registry",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "bench-serving-registry",
-        help="workspace of the training pipeline: reused if it holds a @champion",
-    )
+    add_registry_argument(parser)
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up before each")
     parser.add_argument("--connections", type=int, default=16)
