@@ -79,7 +79,8 @@ def mlflow_server(
     stopped, process group and all, on exit."""
     port = free_port() if port is None else port
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri]
-    command += ["--serve-artifacts"] if serve_artifacts else []
+    # mlflow 3 serves artifacts unless told not to: the flag both ways, not its absence.
+    command += ["--serve-artifacts" if serve_artifacts else "--no-serve-artifacts"]
     command += ["--artifacts-destination", artifacts.as_uri()]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     with log.open("ab") as out:

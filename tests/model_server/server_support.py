@@ -69,7 +69,8 @@ class ClientThreads:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(self._join_timeout)
+            if thread.ident is not None:  # stop() in a `finally` may come before start()
+                thread.join(self._join_timeout)
 
     def __enter__(self) -> ClientThreads:
         self.start()
