@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +268,10 @@ def retry_after(seconds: float) -> int:
 # -- the check -------------------------------------------------------------------------------
 
 
+RefusalKind = Literal["missing_key", "unknown_key", "forbidden", "rate_limited"]
+REFUSAL_KINDS: tuple[RefusalKind, ...] = get_args(RefusalKind)
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why a request is refused: its status, message (the body's "error"), headers, and what
@@ -277,10 +281,7 @@ class Refusal:
     message: str
     headers: Mapping[str, str]
     reason: str
-    kind: str  # one of REFUSAL_KINDS: the metric's label, never anything of the key
-
-
-REFUSAL_KINDS = ("missing_key", "unknown_key", "forbidden", "rate_limited")
+    kind: RefusalKind  # the metric's label, never anything of the key
 
 
 MISSING_KEY = Refusal(
