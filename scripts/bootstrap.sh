@@ -10,3 +10,8 @@ if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | awk '{print $2}')" != 
 fi
 # --frozen: install exactly uv.lock, never re-resolve. All extras: train, serve, dev.
 uv sync --frozen --all-extras --quiet
+# DVC keeps per-repository state (diskcache pickles) in /var/tmp/dvc, shared by every user of
+# the machine: this checkout keeps its own, private (docs/security.md, PYSEC-2026-2447), as a
+# Job's workspace does (training_job/workspace.py).
+mkdir -p -m 700 .dvc/site-cache
+.venv/bin/dvc config --local core.site_cache_dir "$PWD/.dvc/site-cache"

@@ -122,7 +122,7 @@ class Running:
 
 def base_env() -> dict[str, str]:
     """A clean environment: no MLFLOW_/TRAINING_/MODEL_SERVER_/AWS_/DVC_ variable of this
-    session (scripts/test.sh sets DVC_SITE_CACHE_DIR, which no pod has)."""
+    session (no pod has them)."""
     keep = {
         k: v
         for k, v in os.environ.items()
