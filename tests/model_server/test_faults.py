@@ -161,12 +161,6 @@ def check_row(row: dict[str, Any]) -> None:
     assert row["created_at"], row
 
 
-def sqlite_rows(database: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(database) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM predictions")]
-
-
 def postgres_rows(url: str) -> list[dict[str, Any]]:
     dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn) as db, db.cursor(row_factory=psycopg.rows.dict_row) as cursor:
@@ -213,7 +207,7 @@ def test_kill_9_keeps_committed_rows_and_the_restart_serves_and_stops_gracefully
 
     with sqlite3.connect(server.database) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    rows = sqlite_rows(server.database)
+    rows = [dict(r) for r in server.rows()]
     assert len(rows) >= committed > 0
     for row in rows:
         check_row(row)
@@ -260,7 +254,7 @@ def test_kill_9_keeps_committed_rows_and_the_restart_serves_and_stops_gracefully
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     # The killed run's rows are still there; every instance answered since, before or after
     # the SIGTERM (the server had read those), is one row: the shutdown flushed them all.
-    after = sqlite_rows(restarted.database)
+    after = [dict(r) for r in restarted.rows()]
     assert_one_row_per_answer(
         [row for row in after if row["id"] not in ids], singles.answered() + batches.answered()
     )
@@ -375,7 +369,7 @@ def test_locked_sqlite_under_load_delays_rows_and_loses_none(
     finally:
         traffic.stop()
         server.stop()
-    assert_one_row_per_answer(sqlite_rows(server.database), traffic.answered())
+    assert_one_row_per_answer([dict(r) for r in server.rows()], traffic.answered())
     print(f"SQLite locked: {outage}, {counters}")
 
 
