@@ -63,6 +63,7 @@ from model_server.records.retrain import RetrainStore
 from model_server.retrain_routes import RetrainContext, retrain_router
 from model_server.routes import OpsContext, ops_router
 from model_server.settings import ServerSettings
+from model_server.shutdown import GracefulServer
 from model_server.signals import InputWindows, SignalsMonitor
 from model_server.watcher import ModelWatcher
 
@@ -133,6 +134,7 @@ class PredictorRESTServer(RESTServer):
     def __init__(self, *args: Any, host: str, customize: Callable[[FastAPI], None], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.config.host = host  # KServe hard-codes 0.0.0.0
+        self._server = GracefulServer(self.config)
         self._customize = customize
 
     def _add_middlewares(self, app: FastAPI) -> None:
