@@ -504,7 +504,7 @@ def serving() -> tuple[str, str, str, list[Row]]:
                     ),
                     "short",
                     [query(f"sum(model_server_prediction_log_backlog{sel()})", "rows")],
-                    steps=((10000, "orange"), (90000, "red")),
+                    steps=((10000, "orange"), (100000, "red")),
                 ),
             ],
         ),
@@ -778,7 +778,7 @@ def serving() -> tuple[str, str, str, list[Row]]:
                         )
                     ],
                     lower=0,
-                    steps=((10000, "orange"), (90000, "red")),
+                    steps=((10000, "orange"), (100000, "red")),
                 ),
                 ts(
                     "Prediction-log rows spilled and lost",
@@ -786,11 +786,11 @@ def serving() -> tuple[str, str, str, list[Row]]:
                         "Per replica and rate interval: rows spilled to the spill volume (memory"
                         " buffer full: the database is down or slower than the traffic; they"
                         " are written later), rows waiting there now, and rows lost (nowhere to"
-                        " put them: spill volume full or failing). Lost rows are predictions"
-                        " missing from the log for good.",
-                        "spilled rows alone only need the database back (and room on the"
-                        " volume: see the backlog); any lost row needs the spill volume freed"
-                        " and the database restored now.",
+                        " put them: spill files at their size limit, or the disk failing). Lost"
+                        " rows are predictions missing from the log for good.",
+                        "spilled rows alone only need the database back (and room for the"
+                        " spill files: see the next panel); any lost row needs the database"
+                        " restored now.",
                         "CaliforniaHousingPredictionLogDropping",
                     ),
                     "short",
@@ -810,8 +810,30 @@ def serving() -> tuple[str, str, str, list[Row]]:
                             "lost {{pod}}",
                         ),
                     ],
-                    width=24,
                     lower=0,
+                ),
+                ts(
+                    "Spill files, share of their size limit",
+                    describe(
+                        "Per replica: the spill files' size over their limit"
+                        " (MODEL_SERVER_SPILL_MAX_BYTES, 90% of the spill volume's sizeLimit)."
+                        " Past the limit the rows that do not fit are dropped and counted; a"
+                        " replica without a limit is not shown.",
+                        "restore the serving database; do not delete the pod, its spilled rows"
+                        " would go with it.",
+                        "CaliforniaHousingPredictionLogSpillFilling",
+                    ),
+                    "percentunit",
+                    [
+                        query(
+                            f"max by (pod) (model_server_prediction_log_spill_bytes{sel()}"
+                            f" / (model_server_prediction_log_spill_limit_bytes{sel()} > 0))",
+                            "{{pod}}",
+                        )
+                    ],
+                    lower=0,
+                    upper=1,
+                    steps=((0.5, "orange"), (0.8, "red")),
                 ),
             ],
         ),

@@ -74,6 +74,10 @@ class LogWriterState(Protocol):
     def backlog(self) -> int: ...
     @property
     def spilled(self) -> int: ...
+    @property
+    def spilled_bytes(self) -> int: ...
+    @property
+    def spill_max_bytes(self) -> int | None: ...
 
     written_total: int
     spilled_total: int
@@ -155,6 +159,15 @@ class PredictionLogCollector(Collector):
                 "Of the backlog, records waiting in spill files on local disk.",
                 lambda w: w.spilled,
             ),
+            "model_server_prediction_log_spill_bytes": (
+                "Size of the spill files waiting on local disk, in bytes.",
+                lambda w: w.spilled_bytes,
+            ),
+            "model_server_prediction_log_spill_limit_bytes": (
+                "The spill files' size limit (MODEL_SERVER_SPILL_MAX_BYTES): rows that do not "
+                "fit are dropped and counted. 0: no limit.",
+                lambda w: w.spill_max_bytes or 0,
+            ),
         }
         counters = {
             "model_server_prediction_log_written_rows": (
@@ -171,7 +184,8 @@ class PredictionLogCollector(Collector):
                 lambda w: w.rejected_total,
             ),
             "model_server_prediction_log_dropped_rows": (
-                "Prediction records lost (buffer full without a spill folder, spill disk failing).",
+                "Prediction records lost (buffer full without a spill folder, spill files at "
+                "their size limit, spill disk failing).",
                 lambda w: w.dropped_total,
             ),
         }

@@ -63,6 +63,11 @@ class ServerSettings(BaseSettings):
     slower than the traffic) and at shutdown when the database cannot be reached; replayed at
     the next start. Empty: no spill, rows beyond the buffer are dropped (and counted)."""
 
+    spill_max_bytes: int = Field(default=0, ge=0)
+    """Most bytes the spill files may take (0: no limit). Rows that do not fit are dropped and
+    counted; set it below the volume's size (the chart: 90% of the spill emptyDir's sizeLimit,
+    which Kubernetes enforces by evicting the pod, spilled rows and all)."""
+
     log_buffer_rows: int = Field(default=100_000, ge=1)
     """Prediction rows the log keeps in memory while the database is down or slower than the
     traffic; past it the oldest rows go to SPILL_DIR (or are dropped, and counted, without one)."""

@@ -4,7 +4,10 @@ The folder holds append-only JSON-lines segments named by a sequence number. Eve
 fsync'd before it returns; segments are replayed oldest first and deleted once committed. A
 replay after a crash may repeat rows that were already committed: the store's insert is
 idempotent on id, so that never duplicates them. A torn last line (crash mid-write) is set
-aside, not replayed. Not thread-safe: RecordWriter serializes every call.
+aside, not replayed. With `max_bytes`, the segments never grow past that many bytes: the rows
+that do not fit are not written, and the caller counts them as lost (a full volume would fail
+worse: Kubernetes evicts a pod whose emptyDir outgrows its sizeLimit, with every spilled row).
+Not thread-safe: RecordWriter serializes every call.
 """
 
 from __future__ import annotations
@@ -34,19 +37,28 @@ class Segment:
     seq: int
     path: Path
     rows: int  # complete lines
+    size: int  # bytes
 
 
 def encode(record: PredictionRecord) -> str:
+    # ASCII only (json.dumps escapes the rest): its length is its size in bytes.
     return json.dumps(record_to_json(record), separators=(",", ":"), allow_nan=False) + "\n"
 
 
 class SpillQueue:
     """An ordered queue of segments in one folder, owned by one process at a time."""
 
-    def __init__(self, directory: str | os.PathLike[str], segment_rows: int = 10_000) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        segment_rows: int = 10_000,
+        max_bytes: int | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.segment_rows = max(1, segment_rows)
+        self.max_bytes = max_bytes
         self.rows = 0  # complete lines in all segments
+        self.bytes = 0  # size of all segments
         self._segments: deque[Segment] = deque()
         self._active: Segment | None = None  # the newest segment, still open for appends
         self._lock_fd: int | None = None
@@ -69,12 +81,14 @@ class SpillQueue:
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             if not path.stem.isdigit():
                 continue
-            rows = path.read_bytes().count(b"\n")
+            data = path.read_bytes()
+            rows = data.count(b"\n")
             if rows == 0:
                 path.unlink(missing_ok=True)
                 continue
-            self._segments.append(Segment(int(path.stem), path, rows))
+            self._segments.append(Segment(int(path.stem), path, rows, len(data)))
             self.rows += rows
+            self.bytes += len(data)
         return self.rows
 
     def close(self) -> None:
@@ -82,9 +96,11 @@ class SpillQueue:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
 
-    def append(self, records: Sequence[PredictionRecord]) -> None:
-        """Add `records` after everything already spilled; durable when this returns."""
-        lines = [encode(record) for record in records]
+    def append(self, records: Sequence[PredictionRecord]) -> int:
+        """Add `records` after everything already spilled; durable when this returns. Returns
+        how many were kept: the first ones, as many as `max_bytes` leaves room for."""
+        lines = self._fitting([encode(record) for record in records])
+        kept = len(lines)
         while lines:
             segment = self._active
             if segment is None or segment.rows >= self.segment_rows:
@@ -93,13 +109,16 @@ class SpillQueue:
             room = self.segment_rows - segment.rows
             self._write(segment, lines[:room])
             lines = lines[room:]
+        return kept
 
-    def prepend(self, records: Sequence[PredictionRecord]) -> None:
-        """Put `records` before everything spilled: a batch older than all of it."""
-        if not records:
-            return
-        seq = self._segments[0].seq - 1 if self._segments else FIRST_SEQ
-        self._write(self._create(seq, at_end=False), [encode(r) for r in records])
+    def prepend(self, records: Sequence[PredictionRecord]) -> int:
+        """Put `records` before everything spilled: a batch older than all of it. Returns how
+        many were kept, as append() does."""
+        lines = self._fitting([encode(record) for record in records])
+        if lines:
+            seq = self._segments[0].seq - 1 if self._segments else FIRST_SEQ
+            self._write(self._create(seq, at_end=False), lines)
+        return len(lines)
 
     def oldest(self) -> Segment | None:
         """The oldest segment, sealed: appends go to a new segment from now on."""
@@ -133,6 +152,7 @@ class SpillQueue:
             log.warning("could not delete spill segment %s: %s", segment.path, error)
         self._segments.remove(segment)
         self.rows -= segment.rows
+        self.bytes -= segment.size
 
     def reject(self, lines: Iterable[str]) -> None:
         """Append JSON lines to the rejected file (rows the database refused)."""
@@ -142,8 +162,19 @@ class SpillQueue:
             file.flush()
             os.fsync(file.fileno())
 
+    def _fitting(self, lines: list[str]) -> list[str]:
+        """The longest head of `lines` that keeps the segments within max_bytes."""
+        if self.max_bytes is None:
+            return lines
+        room = self.max_bytes - self.bytes
+        for count, line in enumerate(lines):
+            room -= len(line)
+            if room < 0:
+                return lines[:count]
+        return lines
+
     def _create(self, seq: int, *, at_end: bool) -> Segment:
-        segment = Segment(seq, self.directory / f"{seq:020d}{SUFFIX}", 0)
+        segment = Segment(seq, self.directory / f"{seq:020d}{SUFFIX}", 0, 0)
         segment.path.touch(exist_ok=False)
         _fsync_dir(self.directory)  # the new name survives a power cut too
         if at_end:
@@ -167,7 +198,9 @@ class SpillQueue:
                     self._active = None
                 raise
         segment.rows += len(lines)
+        segment.size += len(data)
         self.rows += len(lines)
+        self.bytes += len(data)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -55,7 +55,8 @@ class RecordWriter:
     Counters for metrics: written_total (rows committed), failed_batches_total (failed write
     attempts), spilled_total (rows ever spilled to disk), rejected_total (rows the database
     refused, set aside in spill_dir/rejected.jsonl or the log), dropped_total (rows lost:
-    buffer full without spill_dir, spill disk failing, or submitted after stop()).
+    buffer full without spill_dir, spill files at spill_max_bytes, spill disk failing, or
+    submitted after stop()).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class RecordWriter:
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         segment_rows: int | None = None,
+        spill_max_bytes: int | None = None,
     ) -> None:
         if batch_size < 1 or max_buffer < 1 or flush_interval <= 0:
             raise ValueError("batch_size and max_buffer must be >= 1, flush_interval > 0")
@@ -79,7 +81,7 @@ class RecordWriter:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._spill = (
-            SpillQueue(spill_dir, segment_rows or 20 * batch_size)
+            SpillQueue(spill_dir, segment_rows or 20 * batch_size, spill_max_bytes)
             if spill_dir is not None
             else None
         )
@@ -166,6 +168,16 @@ class RecordWriter:
     def spilled(self) -> int:
         """Rows on disk now, waiting for the database."""
         return self._on_disk
+
+    @property
+    def spilled_bytes(self) -> int:
+        """Size of the spill files waiting for the database."""
+        return self._spill.bytes if self._spill is not None else 0
+
+    @property
+    def spill_max_bytes(self) -> int | None:
+        """The spill files' size limit (None: no spill folder, or no limit)."""
+        return self._spill.max_bytes if self._spill is not None else None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -371,7 +383,7 @@ class RecordWriter:
                 chunk = [self._buffer.popleft() for _ in range(excess)]
                 self._spilling = excess
             try:
-                self._spill.append(chunk)
+                kept = self._spill.append(chunk)
             except OSError as error:
                 log.error("could not spill %d prediction rows, dropped: %s", excess, error)
                 with self._lock:
@@ -380,10 +392,13 @@ class RecordWriter:
                 return
             with self._lock:
                 self._spilling = 0
-                self._on_disk += excess
+                self._on_disk += kept
+                self._drop_locked(excess - kept)
                 self._work.notify()
-            self.spilled_total += excess
-            log.info("spilled %d prediction rows to %s", excess, self._spill.directory)
+            self.spilled_total += kept
+            log.info("spilled %d prediction rows to %s", kept, self._spill.directory)
+            if kept < excess:
+                self._log_full(excess - kept)
 
     # -- rows that cannot be written --------------------------------------------------
 
@@ -398,15 +413,15 @@ class RecordWriter:
             try:
                 with self._order:
                     restored = 0 if self._spill.is_open else self._spill.open()
-                    if prepend:
-                        self._spill.prepend(records)
-                    else:
-                        self._spill.append(records)
+                    kept = self._spill.prepend(records) if prepend else self._spill.append(records)
                 with self._lock:
-                    self._on_disk += restored + len(records)
+                    self._on_disk += restored + kept
                     if in_flight:
                         self._current = []
-                log.warning("spilled %d unwritten prediction rows for the next start", len(records))
+                    self._drop_locked(len(records) - kept)
+                log.warning("spilled %d unwritten prediction rows for the next start", kept)
+                if kept < len(records):
+                    self._log_full(len(records) - kept)
                 return
             except (OSError, RuntimeError) as error:
                 log.error("could not spill unwritten prediction rows: %s", error)
@@ -437,6 +452,17 @@ class RecordWriter:
         self.dropped_total += count
         self._resolved += count
         self._progress.notify_all()
+
+    def _log_full(self, count: int) -> None:
+        assert self._spill is not None
+        log.error(
+            "spill files at their limit (%d of %s bytes): dropped %d prediction rows "
+            "(%d dropped in all)",
+            self._spill.bytes,
+            self._spill.max_bytes,
+            count,
+            self.dropped_total,
+        )
 
     def _log_drop(self, count: int) -> None:
         now = time.monotonic()

@@ -52,6 +52,7 @@ BAD_VALUES = {
     "bad digest": ["images.modelServer.digest=latest"],
     "bad log level": ["predictor.logLevel=LOUD"],
     "resources without limits": ["predictor.resources.limits=null"],
+    "spill size not in Mi or Gi": ["predictor.predictionSpill.sizeLimit=1G"],
 }
 
 
@@ -193,6 +194,21 @@ def test_predictor_probes_call_the_servers_health_routes(tools, value_set: str) 
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert c[probe]["httpGet"]["port"] == http_port
     assert c["command"] == ["python", "-m", "model_server"]
+
+
+@pytest.mark.parametrize(
+    ("size", "limit"), [("1Gi", 966_367_641), ("512Mi", 483_183_820), ("20Gi", 19_327_352_832)]
+)
+def test_the_spill_limit_is_90_percent_of_the_spill_volume(tools, size: str, limit: int) -> None:
+    """The server drops (and counts) rows before the kubelet would evict the pod for them."""
+    docs = render("helm4", None, (f"predictor.predictionSpill.sizeLimit={size}",))
+    c = predictor_container(docs)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert int(env["MODEL_SERVER_SPILL_MAX_BYTES"]) == limit
+    volumes = {v["name"]: v for v in pod_spec(find(docs, "InferenceService")[0])["volumes"]}
+    assert volumes["prediction-spill"]["emptyDir"]["sizeLimit"] == size
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["prediction-spill"] == env["MODEL_SERVER_SPILL_DIR"]
 
 
 def test_kserve_mode_is_explicit_and_container_is_custom(tools) -> None:

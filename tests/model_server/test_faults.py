@@ -2,7 +2,8 @@
 databases: kill -9 (committed rows intact, the restart serves), SIGTERM (in-flight requests
 answered, the log flushed, exit within the grace period), and a 10 s database outage
 (PostgreSQL cut off behind a TCP proxy, SQLite held locked by another connection) with a small
-memory buffer, so that the overflow goes through the spill files.
+memory buffer, so that the overflow goes through the spill files; and spill files at their
+size limit, where the rows that do not fit are dropped and counted.
 
 The prediction log is checked against the clients' own view: every prediction id a client got
 in a 200 answer, and nothing else, is a row (tests/model_server/records covers the writer alone;
@@ -377,6 +378,47 @@ def test_locked_sqlite_under_load_delays_rows_and_loses_none(
         server.stop()
     assert_one_row_per_answer([dict(r) for r in server.rows()], traffic.answered())
     print(f"SQLite locked: {outage}, {counters}")
+
+
+def test_rows_past_the_spill_limit_are_dropped_and_counted(
+    trained_registry: Any, tmp_path: Path
+) -> None:
+    """SQLite locked, with spill files limited to ~1,000 rows (the chart sets 90% of the spill
+    volume, which Kubernetes would evict the pod for outgrowing): the files stop at the limit,
+    and every instance answered is either a row or counted as dropped, never silently gone."""
+    limit = 500_000
+    server = start_server(
+        tmp_path,
+        trained_registry.tracking_uri,
+        log_buffer_rows=str(SMALL_BUFFER),
+        spill_max_bytes=str(limit),
+    )
+    traffic = Traffic(server, threads=4, rows=(1, 1, 10))
+    try:
+        server.wait_ready()
+        traffic.start()
+        wait_for(lambda: metric(server, f"{LOG}_written_rows_total") >= 200, 60, "commits")
+        with holding_the_write_lock(server.database):
+            wait_for(lambda: metric(server, f"{LOG}_dropped_rows_total") > 0, 60, "a drop")
+            # Nothing leaves the spill files while the database is locked: a steady reading.
+            on_disk = sum(path.stat().st_size for path in spill_segments(server))
+            assert 0.9 * limit < on_disk <= limit
+            assert metric(server, f"{LOG}_spill_bytes") == on_disk
+            assert metric(server, f"{LOG}_spill_limit_bytes") == limit
+        traffic.stop()
+        wait_for(lambda: log_counters(server)["backlog"] == 0, 60, "the backlog to drain")
+        counters = log_counters(server)
+        assert server.stop() == 0, server.log()[-3000:]
+    finally:
+        traffic.stop()
+        server.stop()
+    assert traffic.failures() == [], traffic.failures()[:5]
+    rows = [dict(r) for r in server.rows()]
+    answered = set(traffic.answered())
+    assert {row["id"] for row in rows} <= answered
+    assert len(rows) + counters["dropped_rows_total"] == len(answered), counters
+    assert "spill files at their limit" in server.log()
+    print(f"spill limit {limit} bytes: {on_disk} on disk at the drop; {counters}")
 
 
 @contextmanager

@@ -11,6 +11,8 @@ from model_server.metrics import ServerMetrics
 class WriterState:
     backlog = 7
     spilled = 2
+    spilled_bytes = 1000
+    spill_max_bytes: int | None = 9000
     written_total = 100
     spilled_total = 5
     rejected_total = 1
@@ -69,11 +71,24 @@ def test_names_and_label_sets() -> None:
     assert value("model_server_model_loads_total", {"model_name": "m", "outcome": "failure"}) == 0
     assert value("model_server_prediction_log_backlog", {"model_name": "m"}) == 7
     assert value("model_server_prediction_log_spilled_backlog", {"model_name": "m"}) == 2
+    assert value("model_server_prediction_log_spill_bytes", {"model_name": "m"}) == 1000
+    assert value("model_server_prediction_log_spill_limit_bytes", {"model_name": "m"}) == 9000
     assert value("model_server_prediction_log_written_rows_total", {"model_name": "m"}) == 100
     assert value("model_server_prediction_log_spilled_rows_total", {"model_name": "m"}) == 5
     assert value("model_server_prediction_log_rejected_rows_total", {"model_name": "m"}) == 1
     assert value("model_server_prediction_log_dropped_rows_total", {"model_name": "m"}) == 3
     assert value("model_server_inflight_requests", {"model_name": "m"}) == 0
+
+
+def test_no_spill_limit_is_exported_as_0() -> None:
+    registry = CollectorRegistry()
+    writer = WriterState()
+    writer.spill_max_bytes = None
+    ServerMetrics("m", registry).watch_writer(writer)
+    limit = registry.get_sample_value(
+        "model_server_prediction_log_spill_limit_bytes", {"model_name": "m"}
+    )
+    assert limit == 0
 
 
 def test_a_swap_leaves_one_info_series() -> None:

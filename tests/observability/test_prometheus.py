@@ -72,6 +72,7 @@ EXPECTED_QUIET = {
     "CaliforniaHousingRegistryUnreachable",
     "CaliforniaHousingPredictionLogBacklog",
     "CaliforniaHousingPredictionLogDropping",
+    "CaliforniaHousingPredictionLogSpillFilling",  # no spill files
     "CaliforniaHousingLiveErrorDegraded",  # 150 labelled predictions: under the 200 it needs
     "CaliforniaHousingNoFeedback",
     "CaliforniaHousingRetrainNotRunning",
@@ -223,6 +224,7 @@ def scenario(
         max_instances="2000",
         signals_interval_seconds="1",
         challenger_mode="shadow",
+        spill_max_bytes=str(966_367_641),  # as the chart sets it for its 1Gi spill volume
     )
     namespace = service_monitor["metadata"]["namespace"]
     prometheus: PrometheusProcess | None = None

@@ -107,6 +107,7 @@ def test_the_required_alerts_exist() -> None:
         "CaliforniaHousingNoFeedback",
         "CaliforniaHousingPredictionLogBacklog",
         "CaliforniaHousingPredictionLogDropping",
+        "CaliforniaHousingPredictionLogSpillFilling",  # before the pod would be evicted
         "CaliforniaHousingRetrainFailed",
         "CaliforniaHousingRetrainNotRunning",
         "CaliforniaHousingRetrainStale",

@@ -325,7 +325,9 @@ env:
 {{- end }}
 {{- end }}
   - name: MODEL_SERVER_SPILL_DIR
-    value: /var/lib/model-server/spill
+    value: {{ include "california-housing.spillDir" . | quote }}
+  - name: MODEL_SERVER_SPILL_MAX_BYTES
+    value: {{ include "california-housing.spillMaxBytes" . | quote }}
   {{- include "california-housing.databaseUrlEnv" (dict "root" . "env" "MODEL_SERVER_DATABASE_URL" "database" "serving") | trim | nindent 2 }}
 {{- if $v.retrain.trigger.enabled }}
   - name: MODEL_SERVER_RETRAIN_LAUNCHER
@@ -356,12 +358,28 @@ volumeMounts:
   - name: tmp
     mountPath: /tmp
   - name: prediction-spill
-    mountPath: /var/lib/model-server/spill
+    mountPath: {{ include "california-housing.spillDir" . }}
 {{- if $v.auth.enabled }}
   - name: api-keys
     mountPath: {{ include "california-housing.apiKeysDir" . }}
     readOnly: true
 {{- end }}
+{{- end }}
+
+{{/* The prediction log's spill folder: the emptyDir prediction-spill. */}}
+{{- define "california-housing.spillDir" -}}
+/var/lib/model-server/spill
+{{- end }}
+
+{{/*
+The spill files' size limit in bytes: 90% of the emptyDir's sizeLimit (Mi or Gi), the rest left
+for rejected.jsonl and the filesystem's own blocks. Past the limit the server drops rows and
+counts them; past the sizeLimit the kubelet would evict the pod, spilled rows and all.
+*/}}
+{{- define "california-housing.spillMaxBytes" -}}
+{{- $limit := toString .Values.predictor.predictionSpill.sizeLimit -}}
+{{- $unit := ternary 1073741824 1048576 (hasSuffix "Gi" $limit) -}}
+{{- div (mul (regexFind "^[0-9]+" $limit | int64) $unit 9) 10 -}}
 {{- end }}
 
 {{/* Where the predictor (and the helm test) find the API keys: the Secret, as files. */}}

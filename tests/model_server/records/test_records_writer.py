@@ -12,7 +12,7 @@ import pytest
 from records_support import FakeStore, WriterFactory, new_record, new_records, wait_until
 
 from model_server.records import PredictionRecord, RecordStore
-from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, encode
+from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, SpillQueue, encode
 
 
 def segments(folder: Path) -> list[Path]:
@@ -145,6 +145,64 @@ def test_stop_during_an_outage_keeps_every_row_for_the_next_start(
     assert second.flush(10)
     assert up.ids == ids(records)
     assert segments(spill) == [] and second.backlog == 0
+
+
+def test_spill_files_stop_at_their_limit_and_rows_past_it_are_counted_as_dropped(
+    fake_store: FakeStore, make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    spill = tmp_path / "spill"
+    records = new_records(1000)
+    line = len(encode(records[0]))
+    limit = 300 * line
+    fake_store.down = True
+    writer = make_writer(
+        fake_store, batch_size=10, max_buffer=100, spill_dir=spill, spill_max_bytes=limit
+    )
+    writer.start()
+    for start in range(0, 1000, 7):
+        writer.submit(records[start : start + 7])
+    wait_until(lambda: writer.backlog - writer.spilled <= 100 + 10)
+    on_disk = sum(path.stat().st_size for path in segments(spill))
+    # Filled up to the limit (the rows that fit, not all or nothing per spill), never past it.
+    assert limit - 2 * line < writer.spilled_bytes == on_disk <= limit
+    assert writer.dropped_total > 0 and writer.backlog + writer.dropped_total == 1000
+    fake_store.down = False
+    assert writer.flush(10)
+    written = fake_store.ids
+    assert len(written) == writer.written_total == 1000 - writer.dropped_total
+    order = [ids(records).index(i) for i in written]
+    assert order == sorted(order)  # what was kept is written in order
+    assert segments(spill) == [] and writer.spilled_bytes == 0
+
+
+def test_stop_keeps_the_oldest_rows_that_fit_under_the_spill_limit(
+    make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    spill = tmp_path / "spill"
+    down = FakeStore()
+    down.down = True
+    records = new_records(300)
+    limit = 200 * len(encode(records[0]))
+    first = make_writer(down, batch_size=10, spill_dir=spill, spill_max_bytes=limit)
+    first.start()
+    first.submit(records)
+    wait_until(lambda: first.failed_batches_total >= 1)
+    first.stop(timeout=0.2)
+    on_disk = [json.loads(line)["id"] for p in segments(spill) for line in p.read_text().split()]
+    assert sum(p.stat().st_size for p in segments(spill)) <= limit
+    assert len(on_disk) > 190 and on_disk == ids(records)[: len(on_disk)]
+    assert first.dropped_total == 300 - len(on_disk)
+
+    # The next start counts what is on disk against the same limit.
+    queue = SpillQueue(spill, max_bytes=limit)
+    assert queue.open() == len(on_disk)
+    assert queue.bytes == sum(p.stat().st_size for p in segments(spill))
+    assert queue.append(new_records(20)) == (limit - queue.bytes) // len(encode(records[0]))
+    oldest = queue.oldest()
+    assert oldest is not None
+    queue.remove(oldest)
+    assert queue.bytes == sum(p.stat().st_size for p in segments(spill))
+    queue.close()
 
 
 def test_rows_submitted_after_stop_are_counted_as_dropped(
