@@ -101,8 +101,19 @@ class ServerProcess:
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.post(self.url + path, timeout=kwargs.pop("timeout", 30.0), **kwargs)
 
+    @property
+    def spill_dir(self) -> Path:
+        """The prediction log's spill folder (the server's default, in its workdir)."""
+        return self.workdir / "state" / "spill"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of /metrics now (model_name implied), which must be exported."""
+        value = sample(self.get("/metrics", timeout=10).text, name, **labels)
+        assert value is not None, f"{name} {labels} not exported"
+        return value
 
     def _status(self, path: str) -> int | None:
         if self.process.poll() is not None:

@@ -42,7 +42,14 @@ from server_support import (
 )
 
 from model_server.server import FLUSH_SECONDS, GRACE_SECONDS
-from tests.model_server.records.records_support import TcpProxy, postgres_database
+from tests.model_server.records.records_support import (
+    PG_HOST,
+    PG_PORT,
+    TcpProxy,
+    holding_the_write_lock,
+    postgres_database,
+    spill_segments,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -135,12 +142,6 @@ class Traffic(ClientThreads):
 # -- the server's view --------------------------------------------------------------------
 
 
-def metric(server: ServerProcess, name: str) -> float:
-    value = sample(server.get("/metrics", timeout=10).text, name)
-    assert value is not None, f"{name} not exported"
-    return value
-
-
 def log_counters(server: ServerProcess) -> dict[str, float]:
     text = server.get("/metrics", timeout=10).text
     kinds = ("written", "spilled", "rejected", "dropped")
@@ -168,10 +169,6 @@ def postgres_rows(url: str) -> list[dict[str, Any]]:
         return list(cursor.execute("SELECT * FROM predictions"))
 
 
-def spill_segments(server: ServerProcess) -> list[Path]:
-    return [p for p in (server.workdir / "state" / "spill").glob("*.jsonl") if p.stem.isdigit()]
-
-
 def assert_one_row_per_answer(rows: list[dict[str, Any]], answered: list[str]) -> None:
     """Every instance answered 200 is exactly one row, and there is no other row."""
     assert len(answered) == len(set(answered)) > 0
@@ -197,9 +194,9 @@ def test_kill_9_keeps_committed_rows_and_the_restart_serves_and_stops_gracefully
     try:
         server.wait_ready()
         with traffic:
-            wait_for(lambda: metric(server, f"{LOG}_written_rows_total") >= 500, 90, "commits")
+            wait_for(lambda: server.metric(f"{LOG}_written_rows_total") >= 500, 90, "commits")
             # The load stays on until the very end: the kill lands between and in commits.
-            committed = metric(server, f"{LOG}_written_rows_total")
+            committed = server.metric(f"{LOG}_written_rows_total")
             server.process.kill()
             assert server.process.wait(10) == -signal.SIGKILL
     finally:
@@ -283,6 +280,24 @@ def test_the_chart_gives_the_shutdown_its_time() -> None:
 # -- database outages -------------------------------------------------------------------------
 
 
+@contextmanager
+def under_load(tmp_path: Path, trained_registry: Any, **settings: str) -> Iterator[Traffic]:
+    """The outage tests' traffic on a server whose log keeps SMALL_BUFFER rows in memory
+    (`traffic.server`), once its first rows are committed; both stopped afterwards."""
+    server = start_server(
+        tmp_path, trained_registry.tracking_uri, log_buffer_rows=str(SMALL_BUFFER), **settings
+    )
+    traffic = Traffic(server, threads=4, rows=(1, 1, 10))
+    try:
+        server.wait_ready()
+        traffic.start()
+        wait_for(lambda: server.metric(f"{LOG}_written_rows_total") >= 200, 60, "commits")
+        yield traffic
+    finally:
+        traffic.stop()
+        server.stop()
+
+
 @dataclass
 class Outage:
     started: float
@@ -321,7 +336,7 @@ def recover(server: ServerProcess, traffic: Traffic, outage: Outage) -> dict[str
     # (>=: a commit whose acknowledgement the cut lost is retried and counted again, though
     # the insert, idempotent on id, adds no row.)
     assert counters["written_rows_total"] >= len(traffic.answered()), counters
-    assert spill_segments(server) == []
+    assert spill_segments(server.spill_dir) == []
     return counters
 
 
@@ -329,31 +344,22 @@ def recover(server: ServerProcess, traffic: Traffic, outage: Outage) -> dict[str
 def test_postgres_outage_under_load_delays_rows_and_loses_none(
     trained_registry: Any, tmp_path: Path
 ) -> None:
-    proxy = TcpProxy(("127.0.0.1", 5432))
+    proxy = TcpProxy((PG_HOST, PG_PORT))
     proxy.start()
-    with postgres_database() as url:
-        via_proxy = sa.make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
-        server = start_server(
-            tmp_path,
-            trained_registry.tracking_uri,
-            database_url=via_proxy,
-            log_buffer_rows=str(SMALL_BUFFER),
-        )
-        traffic = Traffic(server, threads=4, rows=(1, 1, 10))
-        try:
-            server.wait_ready()
-            traffic.start()
-            wait_for(lambda: metric(server, f"{LOG}_written_rows_total") >= 200, 60, "commits")
+    try:
+        with (
+            postgres_database() as url,
+            under_load(tmp_path, trained_registry, database_url=proxy.route(url)) as traffic,
+        ):
+            server = traffic.server
             proxy.stop()  # open connections cut, new ones refused
             outage = ride_out(server, traffic, OUTAGE_SECONDS)
             proxy.start()
             counters = recover(server, traffic, outage)
             assert server.stop() == 0, server.log()[-3000:]
             rows = postgres_rows(url)
-        finally:
-            traffic.stop()
-            server.stop()
-            proxy.stop()
+    finally:
+        proxy.stop()
     assert_one_row_per_answer(rows, traffic.answered())
     print(f"PostgreSQL outage: {outage}, {counters}")
 
@@ -361,21 +367,12 @@ def test_postgres_outage_under_load_delays_rows_and_loses_none(
 def test_locked_sqlite_under_load_delays_rows_and_loses_none(
     trained_registry: Any, tmp_path: Path
 ) -> None:
-    server = start_server(
-        tmp_path, trained_registry.tracking_uri, log_buffer_rows=str(SMALL_BUFFER)
-    )
-    traffic = Traffic(server, threads=4, rows=(1, 1, 10))
-    try:
-        server.wait_ready()
-        traffic.start()
-        wait_for(lambda: metric(server, f"{LOG}_written_rows_total") >= 200, 60, "commits")
+    with under_load(tmp_path, trained_registry) as traffic:
+        server = traffic.server
         with holding_the_write_lock(server.database):
             outage = ride_out(server, traffic, OUTAGE_SECONDS)
         counters = recover(server, traffic, outage)
         assert server.stop() == 0, server.log()[-3000:]
-    finally:
-        traffic.stop()
-        server.stop()
     assert_one_row_per_answer([dict(r) for r in server.rows()], traffic.answered())
     print(f"SQLite locked: {outage}, {counters}")
 
@@ -387,31 +384,19 @@ def test_rows_past_the_spill_limit_are_dropped_and_counted(
     volume, which Kubernetes would evict the pod for outgrowing): the files stop at the limit,
     and every instance answered is either a row or counted as dropped, never silently gone."""
     limit = 500_000
-    server = start_server(
-        tmp_path,
-        trained_registry.tracking_uri,
-        log_buffer_rows=str(SMALL_BUFFER),
-        spill_max_bytes=str(limit),
-    )
-    traffic = Traffic(server, threads=4, rows=(1, 1, 10))
-    try:
-        server.wait_ready()
-        traffic.start()
-        wait_for(lambda: metric(server, f"{LOG}_written_rows_total") >= 200, 60, "commits")
+    with under_load(tmp_path, trained_registry, spill_max_bytes=str(limit)) as traffic:
+        server = traffic.server
         with holding_the_write_lock(server.database):
-            wait_for(lambda: metric(server, f"{LOG}_dropped_rows_total") > 0, 60, "a drop")
+            wait_for(lambda: server.metric(f"{LOG}_dropped_rows_total") > 0, 60, "a drop")
             # Nothing leaves the spill files while the database is locked: a steady reading.
-            on_disk = sum(path.stat().st_size for path in spill_segments(server))
+            on_disk = sum(path.stat().st_size for path in spill_segments(server.spill_dir))
             assert 0.9 * limit < on_disk <= limit
-            assert metric(server, f"{LOG}_spill_bytes") == on_disk
-            assert metric(server, f"{LOG}_spill_limit_bytes") == limit
+            assert server.metric(f"{LOG}_spill_bytes") == on_disk
+            assert server.metric(f"{LOG}_spill_limit_bytes") == limit
         traffic.stop()
         wait_for(lambda: log_counters(server)["backlog"] == 0, 60, "the backlog to drain")
         counters = log_counters(server)
         assert server.stop() == 0, server.log()[-3000:]
-    finally:
-        traffic.stop()
-        server.stop()
     assert traffic.failures() == [], traffic.failures()[:5]
     rows = [dict(r) for r in server.rows()]
     answered = set(traffic.answered())
@@ -419,15 +404,3 @@ def test_rows_past_the_spill_limit_are_dropped_and_counted(
     assert len(rows) + counters["dropped_rows_total"] == len(answered), counters
     assert "spill files at their limit" in server.log()
     print(f"spill limit {limit} bytes: {on_disk} on disk at the drop; {counters}")
-
-
-@contextmanager
-def holding_the_write_lock(database: Path) -> Iterator[None]:
-    """Another process's connection holding SQLite's write lock (BEGIN EXCLUSIVE)."""
-    blocker = sqlite3.connect(database, timeout=30, isolation_level=None)
-    try:
-        blocker.execute("BEGIN EXCLUSIVE")
-        yield
-        blocker.execute("ROLLBACK")
-    finally:
-        blocker.close()

@@ -25,7 +25,6 @@ from server_support import (
     free_port,
     mlflow_client,
     register_candidate,
-    sample,
     start_server,
     wait_for,
 )
@@ -171,9 +170,7 @@ class Load(ClientThreads):
 
 
 def poll_failures(server: ServerProcess) -> float:
-    value = sample(server.get("/metrics").text, "model_server_alias_poll_failures_total")
-    assert value is not None
-    return value
+    return server.metric("model_server_alias_poll_failures_total")
 
 
 def test_mlflow_down_at_start_and_while_serving(

@@ -1,16 +1,19 @@
-"""Helpers of the records tests (the fixtures in conftest.py wrap them): records, a fake
-store, throwaway PostgreSQL databases, and a TCP proxy that plays a network outage."""
+"""Helpers of the records tests (the fixtures in conftest.py wrap them), also used by the
+server's fault tests: records, a fake store, throwaway PostgreSQL databases, a TCP proxy that
+plays a network outage, SQLite's write lock held by another connection, the spill files."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,6 +21,8 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from model_server.records import PredictionRecord, RecordWriter, StoreUnavailableError
+from model_server.records.spill import REJECTED, SUFFIX
+from tests.servers import free_port
 from training_job.schema import FEATURES
 
 PG_HOST = os.environ.get("RECORDS_TEST_PG_HOST", "127.0.0.1")
@@ -119,20 +124,40 @@ def drop_schema(url: str) -> None:
     engine.dispose()
 
 
+@contextmanager
+def holding_the_write_lock(database: str | Path) -> Iterator[None]:
+    """Another connection (as another process would) holding SQLite's write lock."""
+    blocker = sqlite3.connect(database, timeout=30, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        yield
+        blocker.execute("ROLLBACK")
+    finally:
+        blocker.close()
+
+
+def spill_segments(folder: Path) -> list[Path]:
+    """The spill folder's segments, oldest first (not the rejected rows' file)."""
+    return sorted(p for p in folder.glob(f"*{SUFFIX}") if p.name != REJECTED)
+
+
 class TcpProxy:
     """127.0.0.1:port forwarded to PostgreSQL. stop() is an outage: open connections are cut
     and new ones refused; start() ends it, on the same port."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._running = threading.Event()
+
+    def route(self, url: str) -> str:
+        """`url` (a database on the target) through this proxy."""
+        routed = sa.make_url(url).set(host="127.0.0.1", port=self.port)
+        return routed.render_as_string(hide_password=False)
 
     def start(self) -> None:
         listener = socket.socket()

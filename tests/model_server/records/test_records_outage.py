@@ -4,26 +4,27 @@ after the server has stopped and started again."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from records_support import TcpProxy, WriterFactory, new_records, wait_until
+from records_support import (
+    TcpProxy,
+    WriterFactory,
+    holding_the_write_lock,
+    new_records,
+    spill_segments,
+    wait_until,
+)
 
 from model_server.records import PredictionRecord, RecordStore, RecordWriter
 from model_server.records.models import predictions
-from model_server.records.spill import REJECTED, SUFFIX
 
 
 def stored_ids(store: RecordStore) -> list[str]:
     with store.engine.connect() as connection:
         return list(connection.execute(sa.select(predictions.c.id)).scalars())
-
-
-def spill_segments(folder: Path) -> list[Path]:
-    return [p for p in folder.glob(f"*{SUFFIX}") if p.name != REJECTED]
 
 
 def submit_concurrently(writer: RecordWriter, batches: list[list[PredictionRecord]]) -> None:
@@ -38,16 +39,12 @@ def submit_concurrently(writer: RecordWriter, batches: list[list[PredictionRecor
         thread.join(30)
 
 
-def through(proxy: TcpProxy, url: str) -> str:
-    return sa.make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
-
-
 @pytest.mark.postgres
 def test_postgres_outage_spills_and_recovers_without_losing_a_row(
     postgres_url: str, pg_proxy: TcpProxy, make_writer: WriterFactory, tmp_path: Path
 ) -> None:
     spill = tmp_path / "spill"
-    with RecordStore(postgres_url) as direct, RecordStore(through(pg_proxy, postgres_url)) as store:
+    with RecordStore(postgres_url) as direct, RecordStore(pg_proxy.route(postgres_url)) as store:
         direct.migrate()
         writer = make_writer(store, batch_size=50, max_buffer=200, spill_dir=spill)
         writer.start()
@@ -78,7 +75,7 @@ def test_postgres_outage_across_a_restart_loses_no_row(
     with RecordStore(postgres_url) as direct:
         direct.migrate()
     pg_proxy.stop()
-    with RecordStore(through(pg_proxy, postgres_url), connect_timeout=2) as store:
+    with RecordStore(pg_proxy.route(postgres_url), connect_timeout=2) as store:
         writer = make_writer(store, batch_size=50, max_buffer=300, spill_dir=spill)
         writer.start()
         records = new_records(1000)
@@ -88,7 +85,7 @@ def test_postgres_outage_across_a_restart_loses_no_row(
         assert writer.spilled == writer.backlog == 1000 and writer.dropped_total == 0
 
     pg_proxy.start()
-    with RecordStore(through(pg_proxy, postgres_url)) as store:
+    with RecordStore(pg_proxy.route(postgres_url)) as store:
         restarted = make_writer(store, spill_dir=spill)
         restarted.start()
         assert restarted.flush(30)
@@ -105,13 +102,10 @@ def test_a_locked_sqlite_database_delays_rows_and_loses_none(
         writer.start()
         database = sa.make_url(sqlite_url).database
         assert database is not None
-        blocker = sqlite3.connect(database, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
         records = new_records(1000)
-        submit_concurrently(writer, [records[:500], records[500:]])
-        wait_until(lambda: writer.failed_batches_total >= 2 and writer.spilled > 0)
-        assert store.count() == 0
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        with holding_the_write_lock(database):
+            submit_concurrently(writer, [records[:500], records[500:]])
+            wait_until(lambda: writer.failed_batches_total >= 2 and writer.spilled > 0)
+            assert store.count() == 0
         assert writer.flush(30)
         assert sorted(stored_ids(store)) == sorted(r.id for r in records)

@@ -9,18 +9,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from records_support import FakeStore, WriterFactory, new_record, new_records, wait_until
+from records_support import (
+    FakeStore,
+    WriterFactory,
+    new_record,
+    new_records,
+    spill_segments,
+    wait_until,
+)
 
 from model_server.records import PredictionRecord, RecordStore
 from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, SpillQueue, encode
 
 
-def segments(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob(f"*{SUFFIX}") if p.name != REJECTED)
-
-
 def ids(records: list[PredictionRecord]) -> list[str]:
     return [record.id for record in records]
+
+
+def spilled_ids(folder: Path) -> list[str]:
+    """The ids in the spill files, in the order they would be replayed."""
+    lines = [line for path in spill_segments(folder) for line in path.read_text().split()]
+    return [json.loads(line)["id"] for line in lines]
 
 
 def test_rows_are_written_in_order_in_batches(
@@ -110,7 +119,7 @@ def test_overflow_spills_to_disk_and_replays_in_order(
     # Memory never holds much more than max_buffer; the rest is on disk.
     wait_until(lambda: writer.backlog - writer.spilled <= 100 + 10)
     assert writer.backlog == 1000 and writer.spilled >= 1000 - 110
-    lines = [line for path in segments(spill) for line in path.read_text().splitlines()]
+    lines = [line for path in spill_segments(spill) for line in path.read_text().splitlines()]
     assert len(lines) == writer.spilled
     # On disk: what followed the batch in flight, in order.
     on_disk = [json.loads(line)["id"] for line in lines]
@@ -119,7 +128,7 @@ def test_overflow_spills_to_disk_and_replays_in_order(
     fake_store.down = False
     assert writer.flush(10)
     assert fake_store.ids == ids(records)
-    assert segments(spill) == []
+    assert spill_segments(spill) == []
     assert writer.spilled_total >= 890 and writer.dropped_total == 0
 
 
@@ -136,7 +145,7 @@ def test_stop_during_an_outage_keeps_every_row_for_the_next_start(
     wait_until(lambda: first.failed_batches_total >= 1)
     first.stop(timeout=0.2)
     assert first.dropped_total == 0
-    on_disk = [json.loads(line)["id"] for p in segments(spill) for line in p.read_text().split()]
+    on_disk = spilled_ids(spill)
     assert on_disk == ids(records)  # the batch in flight was put first
 
     up = FakeStore()
@@ -144,7 +153,7 @@ def test_stop_during_an_outage_keeps_every_row_for_the_next_start(
     second.start()
     assert second.flush(10)
     assert up.ids == ids(records)
-    assert segments(spill) == [] and second.backlog == 0
+    assert spill_segments(spill) == [] and second.backlog == 0
 
 
 def test_spill_files_stop_at_their_limit_and_rows_past_it_are_counted_as_dropped(
@@ -162,7 +171,7 @@ def test_spill_files_stop_at_their_limit_and_rows_past_it_are_counted_as_dropped
     for start in range(0, 1000, 7):
         writer.submit(records[start : start + 7])
     wait_until(lambda: writer.backlog - writer.spilled <= 100 + 10)
-    on_disk = sum(path.stat().st_size for path in segments(spill))
+    on_disk = sum(path.stat().st_size for path in spill_segments(spill))
     # Filled up to the limit (the rows that fit, not all or nothing per spill), never past it.
     assert limit - 2 * line < writer.spilled_bytes == on_disk <= limit
     assert writer.dropped_total > 0 and writer.backlog + writer.dropped_total == 1000
@@ -172,7 +181,7 @@ def test_spill_files_stop_at_their_limit_and_rows_past_it_are_counted_as_dropped
     assert len(written) == writer.written_total == 1000 - writer.dropped_total
     order = [ids(records).index(i) for i in written]
     assert order == sorted(order)  # what was kept is written in order
-    assert segments(spill) == [] and writer.spilled_bytes == 0
+    assert spill_segments(spill) == [] and writer.spilled_bytes == 0
 
 
 def test_stop_keeps_the_oldest_rows_that_fit_under_the_spill_limit(
@@ -188,20 +197,20 @@ def test_stop_keeps_the_oldest_rows_that_fit_under_the_spill_limit(
     first.submit(records)
     wait_until(lambda: first.failed_batches_total >= 1)
     first.stop(timeout=0.2)
-    on_disk = [json.loads(line)["id"] for p in segments(spill) for line in p.read_text().split()]
-    assert sum(p.stat().st_size for p in segments(spill)) <= limit
+    on_disk = spilled_ids(spill)
+    assert sum(p.stat().st_size for p in spill_segments(spill)) <= limit
     assert len(on_disk) > 190 and on_disk == ids(records)[: len(on_disk)]
     assert first.dropped_total == 300 - len(on_disk)
 
     # The next start counts what is on disk against the same limit.
     queue = SpillQueue(spill, max_bytes=limit)
     assert queue.open() == len(on_disk)
-    assert queue.bytes == sum(p.stat().st_size for p in segments(spill))
+    assert queue.bytes == sum(p.stat().st_size for p in spill_segments(spill))
     assert queue.append(new_records(20)) == (limit - queue.bytes) // len(encode(records[0]))
     oldest = queue.oldest()
     assert oldest is not None
     queue.remove(oldest)
-    assert queue.bytes == sum(p.stat().st_size for p in segments(spill))
+    assert queue.bytes == sum(p.stat().st_size for p in spill_segments(spill))
     queue.close()
 
 
