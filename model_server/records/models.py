@@ -297,13 +297,16 @@ def insert_params(
                     output, latency, status, error, shadow_of)  # fmt: skip
     row = to_row(record)
     inputs_json = row["inputs"]
-    row["inputs"] = (
-        None
-        if inputs_json is None
-        else json.dumps(inputs_json, allow_nan=False, separators=(",", ":"))
-    )  # the engine's serializer, and orjson's compact form
+    row["inputs"] = None if inputs_json is None else compact_json(inputs_json)
     row["created_at"] = timestamp(row["created_at"])
     return tuple(row[column] for column in INSERT_COLUMNS)
+
+
+def compact_json(value: Any) -> str:
+    """Strict, compact JSON, the one form the log stores and spills: NaN and Infinity refused
+    (PostgreSQL and other parsers cannot read them), no spaces (orjson's form, so the fast
+    insert path and this one store the same text)."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
 def sqlite_timestamp(value: datetime) -> str:

@@ -21,7 +21,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_server.records.models import PredictionRecord, record_from_json, record_to_json
+from model_server.records.models import (
+    PredictionRecord,
+    compact_json,
+    record_from_json,
+    record_to_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ class Segment:
 
 def encode(record: PredictionRecord) -> str:
     # ASCII only (json.dumps escapes the rest): its length is its size in bytes.
-    return json.dumps(record_to_json(record), separators=(",", ":"), allow_nan=False) + "\n"
+    return compact_json(record_to_json(record)) + "\n"
 
 
 class SpillQueue:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +26,7 @@ from model_server.records.models import (
     INSERT_COLUMNS,
     PredictionRecord,
     as_utc,
+    compact_json,
     insert_params,
     predictions,
     row_to_dict,
@@ -251,8 +250,6 @@ def _reason(error: exc.SQLAlchemyError) -> str:
 
 
 def _create_engine(url: URL, busy_timeout: float, connect_timeout: float, pool_size: int) -> Engine:
-    # Strict JSON: NaN would be unreadable by PostgreSQL and by other JSON parsers.
-    serializer = partial(json.dumps, allow_nan=False, separators=(",", ":"))
     backend = url.get_backend_name()
     if backend == "sqlite":
         database = url.database
@@ -263,14 +260,14 @@ def _create_engine(url: URL, busy_timeout: float, connect_timeout: float, pool_s
             )
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            url, json_serializer=serializer, connect_args={"timeout": busy_timeout}
+            url, json_serializer=compact_json, connect_args={"timeout": busy_timeout}
         )
         _configure_sqlite(engine, busy_timeout)
         return engine
     if backend == "postgresql":
         return sa.create_engine(
             url,
-            json_serializer=serializer,
+            json_serializer=compact_json,
             # After an outage, pooled connections are dead: test each before use.
             pool_pre_ping=True,
             pool_size=pool_size,
