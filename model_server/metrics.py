@@ -362,6 +362,13 @@ class ServerMetrics:
             ["model_name"],
             registry=registry,
         )
+        self.alias_polls = Counter(
+            "model_server_alias_polls",
+            "Looks at the registry alias, failed or not (each watcher's: the champion's and, "
+            "with a challenger mode, the challenger's).",
+            ["model_name"],
+            registry=registry,
+        )
         self.alias_poll_failures = Counter(
             "model_server_alias_poll_failures",
             "Failed looks at the registry alias (MLflow unreachable or erroring).",
@@ -409,6 +416,7 @@ class ServerMetrics:
         self.inflight.labels(model_name).set(0)
         for outcome in ("success", "failure"):
             self.model_loads.labels(model_name, outcome)
+        self.alias_polls.labels(model_name)
         self.alias_poll_failures.labels(model_name)
 
     def request_succeeded(
@@ -449,6 +457,9 @@ class ServerMetrics:
 
     def load_finished(self, ok: bool) -> None:
         self.model_loads.labels(self.model_name, "success" if ok else "failure").inc()
+
+    def polled(self) -> None:
+        self.alias_polls.labels(self.model_name).inc()
 
     def poll_failed(self) -> None:
         self.alias_poll_failures.labels(self.model_name).inc()

@@ -83,6 +83,7 @@ class ModelWatcher:
 
     def poll_once(self) -> float:
         """Look at the alias once, load and publish a new version; seconds until the next."""
+        self._metrics.polled()
         try:
             ref = self._source.resolve()
         except NotPublishedError as exc:

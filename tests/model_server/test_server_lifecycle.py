@@ -8,7 +8,6 @@ These tests change the registry: they work on a private copy of the session's st
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -230,8 +229,13 @@ def test_mlflow_down_at_start_and_while_serving(
             server.wait_version(tree_version)
             back = poll_failures(server)
             wait_for(lambda: load.seen(tree_version) >= 50, 60, "the new version's answers")
-            time.sleep(3.5)  # three polls or more, 1 s apart, all answered
-            assert poll_failures(server) == back
+            polls = server.metric("model_server_alias_polls_total")
+            wait_for(
+                lambda: server.metric("model_server_alias_polls_total") >= polls + 3,
+                30,
+                "three more polls",
+            )
+            assert poll_failures(server) == back  # all of them answered
             assert server.get("/health").json()["registry_error"] is None
     finally:
         load.stop()

@@ -82,6 +82,7 @@ def test_waits_for_a_champion_then_loads_it_once() -> None:
     assert watcher.last_error is None
     assert sample(prom, "model_server_model_loads_total", outcome="success") == 1
     assert sample(prom, "model_server_alias_poll_failures_total") == 0
+    assert sample(prom, "model_server_alias_polls_total") == 4
 
 
 def test_unreachable_registry_backs_off_exponentially_up_to_the_interval() -> None:
@@ -93,6 +94,7 @@ def test_unreachable_registry_backs_off_exponentially_up_to_the_interval() -> No
     assert served.current is None and "unreachable" in (watcher.last_error or "")
     assert sample(prom, "model_server_alias_poll_failures_total") == 9
     assert watcher.poll_once() == INTERVAL and served.history == ["1"]
+    assert sample(prom, "model_server_alias_polls_total") == 10
 
 
 def test_moving_alias_swaps_and_a_broken_version_keeps_the_old() -> None:
