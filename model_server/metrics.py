@@ -77,7 +77,7 @@ class LogWriterState(Protocol):
     @property
     def spilled_bytes(self) -> int: ...
     @property
-    def spill_max_bytes(self) -> int | None: ...
+    def spill_max_bytes(self) -> int: ...
 
     written_total: int
     spilled_total: int
@@ -166,7 +166,7 @@ class PredictionLogCollector(Collector):
             "model_server_prediction_log_spill_limit_bytes": (
                 "The spill files' size limit (MODEL_SERVER_SPILL_MAX_BYTES): rows that do not "
                 "fit are dropped and counted. 0: no limit.",
-                lambda w: w.spill_max_bytes or 0,
+                lambda w: w.spill_max_bytes,
             ),
         }
         counters = {

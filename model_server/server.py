@@ -237,7 +237,7 @@ class App:
             flush_interval=WRITER_FLUSH_SECONDS,
             max_buffer=settings.log_buffer_rows,
             spill_dir=settings.spill_dir,
-            spill_max_bytes=settings.spill_max_bytes or None,
+            spill_max_bytes=settings.spill_max_bytes,
         )
         self.accountant = Accountant(settings.model_name, self.metrics, self.writer)
         self.executor = ThreadPoolExecutor(

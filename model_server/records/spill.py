@@ -4,10 +4,10 @@ The folder holds append-only JSON-lines segments named by a sequence number. Eve
 fsync'd before it returns; segments are replayed oldest first and deleted once committed. A
 replay after a crash may repeat rows that were already committed: the store's insert is
 idempotent on id, so that never duplicates them. A torn last line (crash mid-write) is set
-aside, not replayed. With `max_bytes`, the segments never grow past that many bytes: the rows
-that do not fit are not written, and the caller counts them as lost (a full volume would fail
-worse: Kubernetes evicts a pod whose emptyDir outgrows its sizeLimit, with every spilled row).
-Not thread-safe: RecordWriter serializes every call.
+aside, not replayed. With `max_bytes` (0: no limit), the segments never grow past that many
+bytes: the rows that do not fit are not written, and the caller counts them as lost (a full
+volume would fail worse: Kubernetes evicts a pod whose emptyDir outgrows its sizeLimit, with
+every spilled row). Not thread-safe: RecordWriter serializes every call.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SpillQueue:
         self,
         directory: str | os.PathLike[str],
         segment_rows: int = 10_000,
-        max_bytes: int | None = None,
+        max_bytes: int = 0,
     ) -> None:
         self.directory = Path(directory)
         self.segment_rows = max(1, segment_rows)
@@ -169,7 +169,7 @@ class SpillQueue:
 
     def _fitting(self, lines: list[str]) -> list[str]:
         """The longest head of `lines` that keeps the segments within max_bytes."""
-        if self.max_bytes is None:
+        if not self.max_bytes:
             return lines
         room = self.max_bytes - self.bytes
         for count, line in enumerate(lines):

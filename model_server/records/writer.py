@@ -70,7 +70,7 @@ class RecordWriter:
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         segment_rows: int | None = None,
-        spill_max_bytes: int | None = None,
+        spill_max_bytes: int = 0,
     ) -> None:
         if batch_size < 1 or max_buffer < 1 or flush_interval <= 0:
             raise ValueError("batch_size and max_buffer must be >= 1, flush_interval > 0")
@@ -175,9 +175,9 @@ class RecordWriter:
         return self._spill.bytes if self._spill is not None else 0
 
     @property
-    def spill_max_bytes(self) -> int | None:
-        """The spill files' size limit (None: no spill folder, or no limit)."""
-        return self._spill.max_bytes if self._spill is not None else None
+    def spill_max_bytes(self) -> int:
+        """The spill files' size limit (0: no spill folder, or no limit)."""
+        return self._spill.max_bytes if self._spill is not None else 0
 
     # -- lifecycle --------------------------------------------------------------------
 

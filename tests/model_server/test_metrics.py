@@ -12,7 +12,7 @@ class WriterState:
     backlog = 7
     spilled = 2
     spilled_bytes = 1000
-    spill_max_bytes: int | None = 9000
+    spill_max_bytes = 9000
     written_total = 100
     spilled_total = 5
     rejected_total = 1
@@ -78,17 +78,6 @@ def test_names_and_label_sets() -> None:
     assert value("model_server_prediction_log_rejected_rows_total", {"model_name": "m"}) == 1
     assert value("model_server_prediction_log_dropped_rows_total", {"model_name": "m"}) == 3
     assert value("model_server_inflight_requests", {"model_name": "m"}) == 0
-
-
-def test_no_spill_limit_is_exported_as_0() -> None:
-    registry = CollectorRegistry()
-    writer = WriterState()
-    writer.spill_max_bytes = None
-    ServerMetrics("m", registry).watch_writer(writer)
-    limit = registry.get_sample_value(
-        "model_server_prediction_log_spill_limit_bytes", {"model_name": "m"}
-    )
-    assert limit == 0
 
 
 def test_a_swap_leaves_one_info_series() -> None:
