@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from records_support import (
@@ -18,7 +19,7 @@ from records_support import (
     wait_until,
 )
 
-from model_server.records import PredictionRecord, RecordStore
+from model_server.records import PredictionRecord, RecordStore, RecordWriter
 from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, SpillQueue, encode
 
 
@@ -132,18 +133,26 @@ def test_overflow_spills_to_disk_and_replays_in_order(
     assert writer.spilled_total >= 890 and writer.dropped_total == 0
 
 
+def stopped_in_an_outage(
+    make_writer: WriterFactory, records: list[PredictionRecord], **options: Any
+) -> RecordWriter:
+    """A writer given `records` while its database is down, stopped before it comes back."""
+    down = FakeStore()
+    down.down = True
+    writer = make_writer(down, batch_size=10, **options)
+    writer.start()
+    writer.submit(records)
+    wait_until(lambda: writer.failed_batches_total >= 1)
+    writer.stop(timeout=0.2)
+    return writer
+
+
 def test_stop_during_an_outage_keeps_every_row_for_the_next_start(
     make_writer: WriterFactory, tmp_path: Path
 ) -> None:
     spill = tmp_path / "spill"
-    down = FakeStore()
-    down.down = True
-    first = make_writer(down, batch_size=10, max_buffer=100, spill_dir=spill)
-    first.start()
     records = new_records(300)
-    first.submit(records)
-    wait_until(lambda: first.failed_batches_total >= 1)
-    first.stop(timeout=0.2)
+    first = stopped_in_an_outage(make_writer, records, max_buffer=100, spill_dir=spill)
     assert first.dropped_total == 0
     on_disk = spilled_ids(spill)
     assert on_disk == ids(records)  # the batch in flight was put first
@@ -188,15 +197,9 @@ def test_stop_keeps_the_oldest_rows_that_fit_under_the_spill_limit(
     make_writer: WriterFactory, tmp_path: Path
 ) -> None:
     spill = tmp_path / "spill"
-    down = FakeStore()
-    down.down = True
     records = new_records(300)
     limit = 200 * len(encode(records[0]))
-    first = make_writer(down, batch_size=10, spill_dir=spill, spill_max_bytes=limit)
-    first.start()
-    first.submit(records)
-    wait_until(lambda: first.failed_batches_total >= 1)
-    first.stop(timeout=0.2)
+    first = stopped_in_an_outage(make_writer, records, spill_dir=spill, spill_max_bytes=limit)
     on_disk = spilled_ids(spill)
     assert sum(p.stat().st_size for p in spill_segments(spill)) <= limit
     assert len(on_disk) > 190 and on_disk == ids(records)[: len(on_disk)]
