@@ -10,9 +10,6 @@ set -euo pipefail
 
 log() { echo "prometheus.sh: $*" >&2; }
 
-if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
-  exit 0
-fi
 # One install at a time (parallel test workers): the others wait, then find it installed.
 LOCKS="$(dirname "$0")/../.tools"
 mkdir -p "$LOCKS"
