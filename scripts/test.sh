@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# The production-path tests' database: PostgreSQL on 127.0.0.1:5432 (installed and started if
+# missing; before tools.sh, which uses apt-get too).
+bash scripts/postgres.sh
 source .venv/bin/activate
 # The tests read the real data: fetch it from the in-repo DVC remote (no network).
 dvc pull --quiet data/raw/cal_housing.data.dvc

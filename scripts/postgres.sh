@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Install, start and open Debian's PostgreSQL for the production-path tests (idempotent; as
+# root, or with passwordless sudo). What the tests expect (tests/servers.py PG_DSN): a server
+# on 127.0.0.1:5432 where the role `root` is a superuser, trusted from loopback.
+#
+#   bash scripts/postgres.sh      # then: psql -h 127.0.0.1 -U root postgres
+#
+# Machines of kind `polyglot` have the psql client but no server: this installs Debian's
+# `postgresql` package (15 on bookworm), creates the cluster if the package did not, starts it
+# without systemd (none runs here) and adds the trust lines ahead of the package's own.
+set -euo pipefail
+
+log() { echo "postgres.sh: $*" >&2; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+  else
+    log "not root and no passwordless sudo: install Debian's 'postgresql' and give role root trust on 127.0.0.1:5432"
+    exit 1
+  fi
+fi
+
+# as_postgres CMD...: run a command as the cluster's owner.
+as_postgres() {
+  if [ ${#SUDO[@]} -eq 0 ]; then runuser -u postgres -- "$@"; else "${SUDO[@]}" -u postgres "$@"; fi
+}
+
+# One run at a time: the lock lives outside the checkout, since the server is the machine's.
+exec 9>/tmp/.housing-postgres.lock
+flock 9
+
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v pg_ctlcluster >/dev/null; then
+  command -v apt-get >/dev/null || { log "no PostgreSQL server and no apt-get: install PostgreSQL 13+ yourself"; exit 1; }
+  log "installing Debian's postgresql package"
+  export DEBIAN_FRONTEND=noninteractive
+  # Keep the package's postinst from starting the service through an init system (none runs).
+  POLICY=/usr/sbin/policy-rc.d
+  ADDED_POLICY=0
+  if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
+    "${SUDO[@]}" chmod +x "$POLICY"
+    ADDED_POLICY=1
+  fi
+  trap '[ "$ADDED_POLICY" = 1 ] && "${SUDO[@]}" rm -f "$POLICY"' EXIT
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+
+VERSION=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+CLUSTER=main
+CONF=/etc/postgresql/$VERSION/$CLUSTER
+if [ ! -f "$CONF/postgresql.conf" ]; then
+  log "creating cluster $VERSION/$CLUSTER"
+  "${SUDO[@]}" pg_createcluster "$VERSION" "$CLUSTER" >/dev/null
+fi
+
+# Trust the test role from loopback only, ahead of the package's password rules.
+HBA=$CONF/pg_hba.conf
+MARK="# housing tests: role root, trusted from loopback"
+if ! "${SUDO[@]}" grep -qF "$MARK" "$HBA"; then
+  log "trusting role root on 127.0.0.1 and ::1 ($HBA)"
+  tmp=$(mktemp)
+  {
+    echo "$MARK"
+    echo "host    all    root    127.0.0.1/32    trust"
+    echo "host    all    root    ::1/128         trust"
+    "${SUDO[@]}" cat "$HBA"
+  } >"$tmp"
+  "${SUDO[@]}" install -m 640 -o postgres -g postgres "$tmp" "$HBA"
+  rm -f "$tmp"
+  if pg_isready -h 127.0.0.1 -p 5432 -q; then
+    "${SUDO[@]}" pg_ctlcluster "$VERSION" "$CLUSTER" reload
+  fi
+fi
+
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  log "starting PostgreSQL $VERSION/$CLUSTER"
+  # 9>&-: the server must not inherit (and hold) the lock.
+  "${SUDO[@]}" pg_ctlcluster --skip-systemctl-redirect "$VERSION" "$CLUSTER" start 9>&-
+  for _ in $(seq 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+  pg_isready -h 127.0.0.1 -p 5432 -q || { log "PostgreSQL did not accept connections on 127.0.0.1:5432"; exit 1; }
+fi
+
+# The role the tests connect as (the package creates only `postgres`).
+if ! as_postgres psql -XtAq -c "SELECT 1 FROM pg_roles WHERE rolname = 'root'" 2>/dev/null | grep -q 1; then
+  log "creating role root (superuser)"
+  as_postgres psql -Xq -c "CREATE ROLE root SUPERUSER LOGIN"
+fi
+psql -XtAq "postgresql://root@127.0.0.1:5432/postgres" -c "SELECT 1" >/dev/null
+log "ready: postgresql://root@127.0.0.1:5432 (PostgreSQL $VERSION)"
