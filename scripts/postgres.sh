@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install, start and open Debian's PostgreSQL for the production-path tests (idempotent; as
 # root, or with passwordless sudo). What the tests expect (tests/servers.py PG_DSN): a server
-# on 127.0.0.1:5432 where the role `root` is a superuser, trusted from loopback.
+# on 127.0.0.1:5432 where the role `root` is a superuser, and every role (the chart tests'
+# `postgres` too) is trusted from loopback: a test machine's database, not a production one.
 #
 #   bash scripts/postgres.sh      # then: psql -h 127.0.0.1 -U root postgres
 #
@@ -56,16 +57,16 @@ if [ ! -f "$CONF/postgresql.conf" ]; then
   "${SUDO[@]}" pg_createcluster "$VERSION" "$CLUSTER" >/dev/null
 fi
 
-# Trust the test role from loopback only, ahead of the package's password rules.
+# Trust loopback only, ahead of the package's password rules.
 HBA=$CONF/pg_hba.conf
-MARK="# housing tests: role root, trusted from loopback"
+MARK="# housing tests: every role trusted from loopback"
 if ! "${SUDO[@]}" grep -qF "$MARK" "$HBA"; then
-  log "trusting role root on 127.0.0.1 and ::1 ($HBA)"
+  log "trusting loopback (127.0.0.1, ::1) in $HBA"
   tmp=$(mktemp)
   {
     echo "$MARK"
-    echo "host    all    root    127.0.0.1/32    trust"
-    echo "host    all    root    ::1/128         trust"
+    echo "host    all    all    127.0.0.1/32    trust"
+    echo "host    all    all    ::1/128         trust"
     "${SUDO[@]}" cat "$HBA"
   } >"$tmp"
   "${SUDO[@]}" install -m 640 -o postgres -g postgres "$tmp" "$HBA"

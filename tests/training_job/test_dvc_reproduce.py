@@ -1,5 +1,7 @@
 """A fresh checkout gets the data from the in-repo DVC remote and `dvc repro` reproduces the
-committed metrics exactly (fixed seeds, content-hash split)."""
+committed metrics (fixed seeds, content-hash split) to 1e-9: bit for bit on one machine, but
+BLAS picks its kernels by processor, and another summation order moves the last digit
+(LinearRegression's val_mae 0.5231061805114569 here, 0.523106180511457 on an AMD EPYC)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,15 @@ from ..conftest import REPO, copy_workspace, pipeline_env
 pytestmark = pytest.mark.slow
 
 DVC = [sys.executable, "-m", "dvc"]
+
+
+def flat(doc: object, prefix: str = "") -> dict[str, object]:
+    """{"a.b": leaf} of a nested JSON document (pytest.approx compares flat mappings only)."""
+    if isinstance(doc, dict):
+        return {k: v for key, sub in doc.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+    if isinstance(doc, list):
+        return {k: v for i, sub in enumerate(doc) for k, v in flat(sub, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): doc}
 
 
 def test_fresh_checkout_pulls_and_reproduces(tmp_path: Path) -> None:
@@ -40,8 +51,15 @@ def test_fresh_checkout_pulls_and_reproduces(tmp_path: Path) -> None:
     }
     dvc("repro", "--force")
     for name, expected in committed.items():
-        assert json.loads((work / "metrics" / name).read_text()) == expected, name
-    # DVC agrees: no metric moved against the snapshot commit.
-    assert json.loads(dvc("metrics", "diff", "--json")) == {}
+        produced = flat(json.loads((work / "metrics" / name).read_text()))
+        assert produced == pytest.approx(flat(expected), rel=1e-9, abs=1e-12), name
+    # DVC agrees: no metric moved against the snapshot commit beyond the last digits.
+    moved = {
+        (path, metric): change["diff"]
+        for path, metrics in json.loads(dvc("metrics", "diff", "--json")).items()
+        for metric, change in metrics.items()
+        if abs(change.get("diff") or 0) > 1e-9
+    }
+    assert moved == {}
     dvc("plots", "show", "--out", "plots_html")
     assert (work / "plots_html" / "index.html").exists()
