@@ -8,6 +8,11 @@
 #
 #   bash docker/build-local.sh               # build, print image sizes, stop dockerd
 #   KEEP_DOCKERD=1 bash docker/build-local.sh   # leave dockerd running (its PID in .tools/)
+#   SAVE_DIR=DIR bash docker/build-local.sh  # also `docker save` each image to DIR/NAME.tar,
+#                                            # its ID in DIR/NAME.id (for the local cluster)
+#
+# Three images: the model server, the training job (also MLflow's server), and PostgreSQL
+# for the chart's bundled database (docker/postgresql.Dockerfile: no image can be pulled).
 #
 # Elsewhere build with the public base: docker build -f docker/model-server.Dockerfile .
 set -euo pipefail
@@ -71,12 +76,23 @@ find "$CONTEXT/docker/certs" -name '*.crt' -delete
 cp /usr/local/share/ca-certificates/*.crt "$CONTEXT/docker/certs/" 2>/dev/null || true
 
 build() {
-  local name=$1 dockerfile=$2
-  log "building california-housing/$name:$TAG"
+  local name=$1 dockerfile=$2 tag=$3
+  log "building california-housing/$name:$tag"
   DOCKER_BUILDKIT=0 docker build --network host --quiet \
     --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg GIT_COMMIT="$GIT_COMMIT" \
-    -f "$CONTEXT/docker/$dockerfile" -t "california-housing/$name:$TAG" "$CONTEXT" >/dev/null
+    -f "$CONTEXT/docker/$dockerfile" -t "california-housing/$name:$tag" "$CONTEXT" >/dev/null
+  if [ -n "${SAVE_DIR:-}" ]; then
+    # Saved again only when the image changed (NAME.id holds the saved image's ID).
+    local id
+    id=$(docker image inspect -f '{{.Id}}' "california-housing/$name:$tag")
+    mkdir -p "$SAVE_DIR"
+    if [ "$(cat "$SAVE_DIR/$name.id" 2>/dev/null)" != "$id" ]; then
+      docker save -o "$SAVE_DIR/$name.tar" "california-housing/$name:$tag"
+      echo "$id" >"$SAVE_DIR/$name.id"
+    fi
+  fi
 }
-build model-server model-server.Dockerfile
-build training-job training-job.Dockerfile
+build model-server model-server.Dockerfile "$TAG"
+build training-job training-job.Dockerfile "$TAG"
+build postgresql postgresql.Dockerfile 15
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "california-housing|$BASE_IMAGE"
