@@ -19,7 +19,10 @@ CLUSTER=${CLUSTER:-california-housing}
 NAMESPACE=${NAMESPACE:-california-housing}
 RELEASE=${RELEASE:-ch}
 CERT_MANAGER_VERSION=${CERT_MANAGER_VERSION:-v1.18.2}
-KSERVE_VERSION=${KSERVE_VERSION:-v0.15.2}
+# 0.16 or later: the chart's default deployment mode, Standard, is unknown to 0.15 (which
+# calls it RawDeployment: install 0.15 with kserve.deploymentMode=RawDeployment). The CRDs
+# the tests install into the local cluster are 0.20.0's (../shared/k8s-crds).
+KSERVE_VERSION=${KSERVE_VERSION:-v0.20.0}
 PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.83.0}
 TAG=${TAG:-$(awk '/^appVersion:/{gsub(/"/, "", $2); print $2}' charts/california-housing/Chart.yaml)}
 CONTEXT=kind-$CLUSTER
@@ -49,7 +52,7 @@ helm --kube-context "$CONTEXT" upgrade --install kserve-crd oci://ghcr.io/kserve
   --version "$KSERVE_VERSION" --namespace kserve --create-namespace --wait
 helm --kube-context "$CONTEXT" upgrade --install kserve oci://ghcr.io/kserve/charts/kserve \
   --version "$KSERVE_VERSION" --namespace kserve \
-  --set kserve.controller.deploymentMode=RawDeployment \
+  --set kserve.controller.deploymentMode=Standard \
   --set kserve.controller.gateway.disableIngressCreation=true \
   --wait --timeout 10m
 

@@ -354,6 +354,15 @@ readinessProbe:
     path: /v2/health/ready
     port: {{ $p.httpPort }}
   {{- toYaml $p.probes.readiness | nindent 2 }}
+{{- if $p.drainSeconds }}
+# Serve on for a moment once the pod is terminating: the Service's endpoints and kube-proxy's
+# rules drop it asynchronously, and until they have, new connections still arrive (without
+# this an upgrade under load had requests refused, tests/cluster).
+lifecycle:
+  preStop:
+    exec:
+      command: ["sleep", "{{ $p.drainSeconds }}"]
+{{- end }}
 volumeMounts:
   - name: tmp
     mountPath: /tmp
@@ -473,4 +482,29 @@ checkov.io/skip{{ add1 $i }}: {{ printf "%s=%s" $id (index $why $id) | quote }}
 {{- define "california-housing.s3Credentials" -}}
 {{- $t := .Values.training -}}
 {{- and (or (eq $t.dvcRemote.type "s3") (eq $t.landing.type "s3")) (ne $t.s3.existingSecret "") -}}
+{{- end }}
+
+{{/*
+Fail at once, with one message, when the values ask for objects whose CRDs the target cluster
+lacks (instead of Helm's raw "no matches for kind" on the first of them). Checked only when
+Helm talks to a real cluster: its discovery always lists apiregistration.k8s.io/v1 (the
+aggregator's own API), which Helm's offline capabilities (`helm template`, `helm lint`) do not
+have, so offline renders stay complete. Included by templates/required-crds.yaml.
+*/}}
+{{- define "california-housing.requireCrds" -}}
+{{- if .Capabilities.APIVersions.Has "apiregistration.k8s.io/v1" }}
+{{- $missing := list }}
+{{- if and .Values.kserve.enabled (not (.Capabilities.APIVersions.Has "serving.kserve.io/v1beta1/InferenceService")) }}
+{{- $missing = append $missing "serving.kserve.io/v1beta1 InferenceService (KServe; kserve.enabled=false serves the predictor as a Deployment)" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) }}
+{{- $missing = append $missing "monitoring.coreos.com/v1 ServiceMonitor (Prometheus Operator; metrics.serviceMonitor.enabled=false)" }}
+{{- end }}
+{{- if and .Values.metrics.prometheusRule.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule")) }}
+{{- $missing = append $missing "monitoring.coreos.com/v1 PrometheusRule (Prometheus Operator; metrics.prometheusRule.enabled=false)" }}
+{{- end }}
+{{- if $missing }}
+{{- fail (printf "\n\nThe cluster lacks the CRDs these values need:\n  - %s\nInstall the operators' CRDs first, or turn the features off with the values named above.\n" (join "\n  - " $missing)) }}
+{{- end }}
+{{- end }}
 {{- end }}
