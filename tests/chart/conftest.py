@@ -53,11 +53,21 @@ def tool_env() -> dict[str, str]:
 
 
 def run_tool(
-    *args: str, check: bool = True, timeout: float = 300
+    *args: str,
+    check: bool = True,
+    timeout: float = 300,
+    input: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     install_tools()
     result = subprocess.run(
-        list(args), capture_output=True, text=True, env=tool_env(), cwd=REPO, timeout=timeout
+        list(args),
+        capture_output=True,
+        text=True,
+        env={**tool_env(), **(extra_env or {})},
+        cwd=REPO,
+        timeout=timeout,
+        input=input,
     )
     if check and result.returncode != 0:
         raise AssertionError(
