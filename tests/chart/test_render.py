@@ -4,6 +4,9 @@ rejects bad values; the rendered objects say what the issue asks for."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from tests.chart.conftest import (
     CHART,
     HELMS,
     NAMESPACE,
+    REPO,
     VALUE_SETS,
     WORKLOAD_KINDS,
     find,
@@ -405,3 +409,20 @@ def test_notes_tell_the_next_commands(tools) -> None:
 
 
 RELEASE_FOR_NOTES = "ch"
+
+
+def test_the_chart_readme_is_generated_from_values_yaml(tmp_path: Path) -> None:
+    """charts/*/README.md is helm-docs' output of values.yaml and README.md.gotmpl: editing a
+    value's comment without `bash scripts/chart-docs.sh` fails here (so does CI)."""
+    copy = tmp_path / "charts" / CHART.name
+    shutil.copytree(CHART, copy)
+    (copy / "README.md").unlink()
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "chart-docs.sh"), str(tmp_path / "charts")],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
+    assert (copy / "README.md").read_text() == (CHART / "README.md").read_text(), (
+        "charts/california-housing/README.md is stale: run bash scripts/chart-docs.sh"
+    )
