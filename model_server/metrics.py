@@ -29,7 +29,7 @@ LATENCY_BUCKETS = (
 # Units of $100,000; the training target is capped at 5.00001.
 VERSIONED = ["model_name", "model_version"]
 VALUE_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
-# Outcomes of recorded retraining decisions (model_server/records/retrain.py), exported even
+# Outcomes of recorded retraining decisions (housing/servingdb/retrain.py), exported even
 # at zero so that rates and alerts see them from the start.
 DECISION_OUTCOMES = (
     "skipped", "already_running", "running", "promoted", "not_promoted", "failed", "abandoned",

@@ -37,6 +37,8 @@ from kserve.utils import utils as kserve_utils
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
+from housing.servingdb import RecordsError, RecordStore
+from housing.servingdb.retrain import RetrainStore
 from model_server import openapi
 from model_server.accounting import REQUEST_STARTED, Accountant
 from model_server.auth import REFUSAL_KINDS, AccessControl, document_access
@@ -58,8 +60,7 @@ from model_server.protocol import (
     v1_json,
     v2_invalid_text,
 )
-from model_server.records import RecordsError, RecordStore, RecordWriter
-from model_server.records.retrain import RetrainStore
+from model_server.records.writer import RecordWriter
 from model_server.retrain_routes import RetrainContext, retrain_router
 from model_server.routes import OpsContext, ops_router
 from model_server.settings import ServerSettings

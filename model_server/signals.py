@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
-from model_server.drift import profile_drift
+from housing.drift import profile_drift
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import PROMOTED, RetrainStore
 from model_server.loader import LoadedModel
 from model_server.metrics import RetrainSignals, ServerMetrics, Signals, VersionSignals
-from model_server.records import RecordStore
-from model_server.records.retrain import PROMOTED, RetrainStore
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from housing.contract import FEATURES, NON_NEGATIVE_FEATURES, TARGET
 from training_job.params import ProfileParams
-from training_job.schema import FEATURES, NON_NEGATIVE_FEATURES, TARGET
 
 PROFILE_VERSION = 1
 PROFILE_FILENAME = "feature_profile.json"

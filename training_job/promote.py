@@ -24,9 +24,9 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from model_server.records import RecordStore
-from model_server.records.retrain import NOT_PROMOTED, PROMOTED, RetrainStore
-from training_job.decide import RetrainPolicy
+from housing.policy import RetrainPolicy
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import NOT_PROMOTED, PROMOTED, RetrainStore
 from training_job.register import CHALLENGER, CHAMPION
 from training_job.settings import TrainingSettings
 from training_job.signals import live_r2

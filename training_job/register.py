@@ -16,14 +16,14 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from housing.contract import FEATURES, TARGET
+from housing.regression import regression_metrics
 from training_job import failpoints
 from training_job.evaluate import find_candidate_run
 from training_job.gate import GateDecision, gate
 from training_job.io import read_json
-from training_job.metrics import regression_metrics
 from training_job.params import RegisterParams
 from training_job.prepare import load_prepared
-from training_job.schema import FEATURES, TARGET
 from training_job.settings import TrainingSettings
 from training_job.tracking import GIT_COMMIT_TAG, connect
 from training_job.train import CANDIDATE_TAG, DATA_DIGEST_TAG, MODEL_URI_TAG

@@ -16,10 +16,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from model_server.records import RecordStore
-from model_server.records.retrain import RUNNING, RetrainStore
+from housing.policy import Decision, RetrainPolicy, decide
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import RUNNING, RetrainStore
 from training_job import failpoints
-from training_job.decide import Decision, RetrainPolicy, decide
 from training_job.landing import import_new, list_landing
 from training_job.params import Params
 from training_job.pipeline import Layout, run_pipeline

@@ -12,12 +12,12 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from model_server.drift import profile_drift
-from model_server.records import RecordStore
-from model_server.records.retrain import RetrainStore
+from housing.drift import profile_drift
+from housing.policy import Signals
+from housing.regression import regression_metrics
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import RetrainStore
 from training_job.datafile import data_digest
-from training_job.decide import Signals
-from training_job.metrics import regression_metrics
 from training_job.register import CHAMPION
 from training_job.settings import TrainingSettings
 

@@ -19,13 +19,13 @@ import skops.io
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import infer_signature
 
+from housing.contract import FEATURES, TARGET
+from housing.regression import regression_metrics
 from training_job.candidates import build
 from training_job.io import write_json
-from training_job.metrics import regression_metrics
 from training_job.params import TrainParams
 from training_job.prepare import load_prepared
 from training_job.profile import PROFILE_FILENAME
-from training_job.schema import FEATURES, TARGET
 from training_job.settings import TrainingSettings
 from training_job.tracking import GIT_COMMIT_TAG, connect, git_commit
 

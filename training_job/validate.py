@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training_job.schema import RAW_COLUMNS, RAW_RANGES
+from housing.contract import RAW_COLUMNS, RAW_RANGES
 
 # How many offending line numbers a message lists before it says "and N more".
 _MAX_LINES_SHOWN = 10

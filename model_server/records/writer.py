@@ -21,8 +21,8 @@ from typing import Protocol
 
 from sqlalchemy import exc
 
-from model_server.records.errors import StoreUnavailableError
-from model_server.records.models import PredictionRecord, record_to_json
+from housing.servingdb.errors import StoreUnavailableError
+from housing.servingdb.models import PredictionRecord, record_to_json
 from model_server.records.spill import Segment, SpillQueue
 
 log = logging.getLogger(__name__)

@@ -210,8 +210,8 @@ def scenario(
     rendered_rules_file: Path,
     service_monitor: dict[str, Any],
 ) -> Iterator[Scenario]:
-    from model_server.records import RecordStore
-    from model_server.records.retrain import RetrainStore
+    from housing.servingdb import RecordStore
+    from housing.servingdb.retrain import RetrainStore
 
     work = tmp_path_factory.mktemp("observability")
     tracking_uri = copy_registry(trained_registry.state_dir / "mlflow.db", work / "registry")

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from housing.contract import FEATURES
 from training_job.datafile import file_md5
-from training_job.schema import FEATURES
 
 from ..conftest import RAW_DATA, REPO, TrainedRegistry, pipeline_env, run_pipeline, run_training_job
 

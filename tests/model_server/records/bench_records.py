@@ -18,7 +18,8 @@ from pathlib import Path
 
 from records_support import new_records, postgres_database
 
-from model_server.records import PredictionRecord, RecordStore, RecordWriter
+from housing.servingdb import PredictionRecord, RecordStore
+from model_server.records.writer import RecordWriter
 
 
 def through_writer(url: str, rows: int, threads: int) -> float:

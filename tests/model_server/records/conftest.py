@@ -23,7 +23,8 @@ from records_support import (
     postgres_database,
 )
 
-from model_server.records import RecordStore, RecordWriter
+from housing.servingdb import RecordStore
+from model_server.records.writer import RecordWriter
 
 
 @pytest.fixture

@@ -20,10 +20,11 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
-from model_server.records import PredictionRecord, RecordWriter, StoreUnavailableError
+from housing.contract import FEATURES
+from housing.servingdb import PredictionRecord, StoreUnavailableError
 from model_server.records.spill import REJECTED, SUFFIX
+from model_server.records.writer import RecordWriter
 from tests.servers import free_port
-from training_job.schema import FEATURES
 
 PG_HOST = os.environ.get("RECORDS_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("RECORDS_TEST_PG_PORT", "5432"))
@@ -115,7 +116,7 @@ def postgres_database() -> Iterator[str]:
 
 def drop_schema(url: str) -> None:
     """Drop the records tables, so that the next store migrates from nothing."""
-    from model_server.records.models import metadata
+    from housing.servingdb.models import metadata
 
     tables = ", ".join([*metadata.tables, "records_alembic_version"])
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)

@@ -18,8 +18,9 @@ from records_support import (
     wait_until,
 )
 
-from model_server.records import PredictionRecord, RecordStore, RecordWriter
-from model_server.records.models import predictions
+from housing.servingdb import PredictionRecord, RecordStore
+from housing.servingdb.models import predictions
+from model_server.records.writer import RecordWriter
 
 
 def stored_ids(store: RecordStore) -> list[str]:

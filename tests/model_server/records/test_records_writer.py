@@ -19,8 +19,9 @@ from records_support import (
     wait_until,
 )
 
-from model_server.records import PredictionRecord, RecordStore, RecordWriter
+from housing.servingdb import PredictionRecord, RecordStore
 from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, SpillQueue, encode
+from model_server.records.writer import RecordWriter
 
 
 def ids(records: list[PredictionRecord]) -> list[str]:

@@ -16,13 +16,13 @@ from alembic import command
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from model_server.records.errors import (
+from housing.servingdb.errors import (
     InvalidFeedbackError,
     StoreUnavailableError,
     UnknownPredictionError,
 )
-from model_server.records.migrations import alembic_config
-from model_server.records.models import (
+from housing.servingdb.migrations import alembic_config
+from housing.servingdb.models import (
     INSERT_COLUMNS,
     PredictionRecord,
     as_utc,
@@ -32,7 +32,7 @@ from model_server.records.models import (
     row_to_dict,
     sqlite_timestamp,
 )
-from model_server.records.summary import build_summary
+from housing.servingdb.summary import build_summary
 
 MAX_LIMIT = 10_000
 # Key of the PostgreSQL advisory lock that serializes replicas migrating at the same time.

@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from model_server.records.models import retrain_config, retrain_decisions, retrain_lease
-from model_server.records.store import RecordStore, _translate_errors
+from housing.servingdb.models import retrain_config, retrain_decisions, retrain_lease
+from housing.servingdb.store import RecordStore, _translate_errors
 
 LEASE = "retrain"
 RUNNING = "running"
