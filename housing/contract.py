@@ -2,11 +2,16 @@
 
 This is the only place the project spells out the features. Everything downstream (the
 model signature, the feature profile the server validates against) is derived from it.
+The feature profile itself is built by training_job.profile and read by model_server.loader
+and training_job.signals; its name, place and version live here.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 # Columns of StatLib's cal_housing.data, in file order (no header in the file).
 RAW_COLUMNS: tuple[str, ...] = (
@@ -67,3 +72,33 @@ RAW_RANGES: dict[str, RawRange] = {
 NON_NEGATIVE_FEATURES: frozenset[str] = frozenset(
     {"MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup"}
 )
+
+
+# The feature profile (layout: docs/model-contract.md). Bump PROFILE_VERSION on any change a
+# reader of an older profile would misread; readers refuse any other version.
+PROFILE_VERSION = 1
+PROFILE_FILENAME = "feature_profile.json"
+# Where it sits inside a logged model: MLflow keeps a model's extra_files in this folder.
+PROFILE_DIR = "extra_files"
+PROFILE_PATH = Path(PROFILE_DIR) / PROFILE_FILENAME
+
+
+class ProfileError(ValueError):
+    """A feature profile this code cannot read (another profile_version, not an object)."""
+
+
+def check_profile(profile: Any) -> dict[str, Any]:
+    """`profile` if it is a profile of PROFILE_VERSION, else ProfileError."""
+    if not isinstance(profile, dict):
+        raise ProfileError(f"the feature profile is a {type(profile).__name__}, not an object")
+    version = profile.get("profile_version")
+    if version != PROFILE_VERSION:
+        raise ProfileError(
+            f"feature profile version {version!r}; this code reads version {PROFILE_VERSION}"
+        )
+    return profile
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    """The profile in the JSON file at `path`, its version checked."""
+    return check_profile(json.loads(path.read_text(encoding="utf-8")))

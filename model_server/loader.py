@@ -6,7 +6,6 @@ immutable `LoadedModel` before anyone may see it; the server then swaps a single
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -19,13 +18,12 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from housing.contract import PROFILE_PATH, ProfileError, read_profile
 from model_server.backends import Predictor, compile_predictor, verification_sample
 from model_server.settings import MODEL_URI
 from model_server.validation import ContractError, FeatureSchema
 
 log = logging.getLogger(__name__)
-
-PROFILE_PATH = Path("extra_files") / "feature_profile.json"
 
 
 class NotPublishedError(LookupError):
@@ -92,7 +90,10 @@ def read_version(ref: ModelRef, path: Path) -> LoadedModel:
 
     started = time.perf_counter()
     mlmodel = Model.load(str(path))
-    profile = json.loads((path / PROFILE_PATH).read_text())
+    try:
+        profile = read_profile(path / PROFILE_PATH)
+    except ProfileError as exc:
+        raise ContractError(str(exc)) from exc
     schema = FeatureSchema.from_contract(_signature_inputs(mlmodel), profile)
     model = mlflow.sklearn.load_model(str(path))
     trained_on = getattr(model, "feature_names_in_", None)

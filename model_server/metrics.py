@@ -22,6 +22,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from housing.policy import Outcome
+
 # Seconds: a one-row request takes about a millisecond, a 1000-row batch tens of them.
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -31,9 +33,7 @@ VERSIONED = ["model_name", "model_version"]
 VALUE_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
 # Outcomes of recorded retraining decisions (housing/servingdb/retrain.py), exported even
 # at zero so that rates and alerts see them from the start.
-DECISION_OUTCOMES = (
-    "skipped", "already_running", "running", "promoted", "not_promoted", "failed", "abandoned",
-)  # fmt: skip
+DECISION_OUTCOMES = tuple(o.value for o in Outcome)
 SHADOW_OUTCOMES = ("ok", "refused", "failed")
 
 

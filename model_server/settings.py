@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from housing.registry import CHALLENGER, CHAMPION, MODEL_NAME
 from model_server.auth import ADMIN_KEYS_ENV, USER_KEYS_ENV, parse_keys
 
 # models:/<name>@<alias> or models:/<name>/<version>: the two registry URIs the server follows.
@@ -44,10 +45,10 @@ class ServerSettings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on its pod address.
     """Address the REST server binds (0.0.0.0 in a container, 127.0.0.1 in tests)."""
 
-    model_name: str = "california-housing"
+    model_name: str = MODEL_NAME
     """Name of the model on the endpoints (/v1/models/NAME, /v2/models/NAME) and in metrics."""
 
-    model_uri: str = "models:/california-housing@champion"
+    model_uri: str = f"models:/{MODEL_NAME}@{CHAMPION}"
     """Registry URI to serve: models:/NAME@ALIAS (followed as the alias moves) or
     models:/NAME/VERSION (pinned)."""
 
@@ -113,7 +114,7 @@ class ServerSettings(BaseSettings):
     (predicts every request beside the champion, answers nothing, logged) or canary (answers
     CANARY_PERCENT of the requests)."""
 
-    challenger_alias: str = Field(default="challenger", pattern=r"^[^/@]+$")
+    challenger_alias: str = Field(default=CHALLENGER, pattern=r"^[^/@]+$")
     """Registry alias of the challenger (of the model named in MODEL_URI), polled like the
     champion's when CHALLENGER_MODE is not off."""
 

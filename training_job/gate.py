@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from housing.registry import CHALLENGER, CHAMPION
+
 
 @dataclass(frozen=True)
 class GateDecision:
@@ -12,7 +14,7 @@ class GateDecision:
 
     @property
     def alias(self) -> str:
-        return "champion" if self.promote else "challenger"
+        return CHAMPION if self.promote else CHALLENGER
 
 
 def gate(

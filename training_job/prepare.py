@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from housing.contract import PROFILE_FILENAME
 from training_job.datafile import data_digest, data_files, dvc_recorded_md5, file_md5
 from training_job.features import assign_splits, derive_features, split_buckets
 from training_job.io import read_json, write_json
 from training_job.params import PrepareParams
-from training_job.profile import PROFILE_FILENAME, build_profile
+from training_job.profile import build_profile
 from training_job.validate import read_raw_files
 
 log = logging.getLogger(__name__)

@@ -16,17 +16,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from housing.policy import CONCLUDED, FINISHED, Outcome
 from housing.servingdb.models import retrain_config, retrain_decisions, retrain_lease
 from housing.servingdb.store import RecordStore, _translate_errors
 
 LEASE = "retrain"
-RUNNING = "running"
-PROMOTED = "promoted"
-NOT_PROMOTED = "not_promoted"
-# Outcomes of runs that went and finished (a retrain or a live comparison).
-FINISHED = (PROMOTED, NOT_PROMOTED, "failed", "abandoned")
-# Outcomes of runs that finished with a verdict (the gate's, or a live comparison's).
-CONCLUDED = (PROMOTED, NOT_PROMOTED)
 
 
 @dataclass(frozen=True)
@@ -108,7 +102,7 @@ class RetrainStore:
         reasons: list[str],
         signals: dict[str, Any],
         policy: dict[str, Any],
-        outcome: str,
+        outcome: Outcome,
     ) -> int:
         now = _now()
         with self._transaction() as connection:
@@ -122,22 +116,29 @@ class RetrainStore:
                     reasons=reasons,
                     signals=json.loads(json.dumps(signals, default=str)),
                     policy=policy,
-                    outcome=outcome,
-                    started_at=now if outcome == RUNNING else None,
-                    finished_at=None if outcome == RUNNING else now,
+                    outcome=Outcome(outcome).value,
+                    started_at=now if outcome == Outcome.RUNNING else None,
+                    finished_at=None if outcome == Outcome.RUNNING else now,
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def finish_decision(
-        self, decision_id: int, outcome: str, model_version: str | None, error: str | None = None
+        self,
+        decision_id: int,
+        outcome: Outcome,
+        model_version: str | None,
+        error: str | None = None,
     ) -> None:
         with self._transaction() as connection:
             connection.execute(
                 sa.update(retrain_decisions)
                 .where(retrain_decisions.c.id == decision_id)
                 .values(
-                    outcome=outcome, finished_at=_now(), model_version=model_version, error=error
+                    outcome=Outcome(outcome).value,
+                    finished_at=_now(),
+                    model_version=model_version,
+                    error=error,
                 )
             )
 
@@ -171,11 +172,13 @@ class RetrainStore:
             }
             last_decided = connection.execute(sa.select(sa.func.max(d.c.decided_at))).scalar()
             last_concluded = connection.execute(
-                sa.select(sa.func.max(d.c.finished_at)).where(d.c.outcome.in_(CONCLUDED))
+                sa.select(sa.func.max(d.c.finished_at)).where(
+                    d.c.outcome.in_([o.value for o in CONCLUDED])
+                )
             ).scalar()
             last_finished = connection.execute(
                 sa.select(d.c.outcome)
-                .where(d.c.go.is_(sa.true()), d.c.outcome.in_(FINISHED))
+                .where(d.c.go.is_(sa.true()), d.c.outcome.in_([o.value for o in FINISHED]))
                 .order_by(d.c.id.desc())
                 .limit(1)
             ).scalar()
@@ -206,9 +209,11 @@ class RetrainStore:
                         sa.update(retrain_decisions)
                         .where(
                             (retrain_decisions.c.id == current["decision_id"])
-                            & (retrain_decisions.c.outcome == RUNNING)
+                            & (retrain_decisions.c.outcome == Outcome.RUNNING.value)
                         )
-                        .values(outcome="abandoned", finished_at=now, error="lease expired")
+                        .values(
+                            outcome=Outcome.ABANDONED.value, finished_at=now, error="lease expired"
+                        )
                     )
             connection.execute(
                 sa.insert(retrain_lease).values(

@@ -11,6 +11,8 @@ import psycopg
 import pytest
 from mlflow import MlflowClient
 
+from housing.contract import PROFILE_FILENAME, PROFILE_PATH
+
 from ..conftest import run_pipeline
 from ..servers import mlflow_server, postgres_database
 
@@ -35,10 +37,10 @@ def test_pipeline_against_mlflow_server_on_postgres(tmp_path: Path) -> None:
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")
         mlflow.set_tracking_uri(url)
         local = Path(mlflow.artifacts.download_artifacts("models:/california-housing@champion"))
-        profile = json.loads((local / "extra_files" / "feature_profile.json").read_text())
+        profile = json.loads((local / PROFILE_PATH).read_text())
         assert len(profile["features"]) == 8
         # ... and they are stored where the server keeps them.
-        assert list(artifacts.rglob("feature_profile.json"))
+        assert list(artifacts.rglob(PROFILE_FILENAME))
 
         with psycopg.connect(f"postgresql://root@127.0.0.1:5432/{db}") as conn:
             (versions,) = conn.execute("SELECT count(*) FROM model_versions").fetchone()  # type: ignore[misc]
