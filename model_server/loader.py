@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
 from housing.contract import PROFILE_PATH, ProfileError, read_profile
+from housing.urls import sqlite_file
 from model_server.backends import Predictor, compile_predictor, verification_sample
 from model_server.settings import MODEL_URI
 from model_server.validation import ContractError, FeatureSchema
@@ -115,14 +115,6 @@ def read_version(ref: ModelRef, path: Path) -> LoadedModel:
     )
 
 
-def _sqlite_file(uri: str) -> Path | None:
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
-        return None
-    # sqlite:///relative/path and sqlite:////absolute/path
-    return Path(unquote(parsed.path)[1:]) if parsed.path else None
-
-
 class RegistryLoader:
     """Talks to one MLflow registry; used from the watcher's thread only."""
 
@@ -139,7 +131,7 @@ class RegistryLoader:
 
     def _connect(self) -> Any:
         if self._client is None:
-            store = _sqlite_file(self.tracking_uri)
+            store = sqlite_file(self.tracking_uri)
             # Opening a missing SQLite file would create an empty MLflow store under the
             # training job's feet: wait for the job to create it instead.
             if store is not None and not store.exists():

@@ -38,15 +38,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """Aggregates (max) bypass the column type: SQLite hands back naive UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite's max() of a timestamp column is its text
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class RetrainStore:
     """Policy, decisions and lease, on the same database as the prediction records."""
 
@@ -185,8 +176,9 @@ class RetrainStore:
         return RetrainOverview(
             lease=self.lease(),
             outcomes=outcomes,
-            last_decided_at=_aware(last_decided),
-            last_concluded_at=_aware(last_concluded),
+            # max() keeps its column's type, so these come back aware on every dialect.
+            last_decided_at=last_decided,
+            last_concluded_at=last_concluded,
             last_finished_outcome=last_finished,
         )
 
