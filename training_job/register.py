@@ -93,7 +93,7 @@ def register(
         champion = mlflow.sklearn.load_model(f"models:/{params.model_name}/{champion_before}")
         champion_r2 = regression_metrics(y_test, champion.predict(x_test))["r2"]
     decision: GateDecision = gate(
-        candidate_metrics["r2"], champion_r2, params.r2_floor, params.min_improvement
+        candidate_metrics["r2"], champion_r2, params.test_r2_floor, params.min_improvement
     )
 
     failpoints.hit("before_register")
