@@ -9,9 +9,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The windows the signals are computed over, the same for the server's gauges and the job's
+# decision (TRAINING_ and MODEL_SERVER_ LIVE_WINDOW / DRIFT_WINDOW), so that both judge alike.
+DEFAULT_WINDOW = 1000
+LiveWindow = Annotated[int, Field(ge=10, le=10_000)]
+"""Newest predictions with feedback that live error is computed over."""
+DriftWindow = Annotated[int, Field(ge=10, le=100_000)]
+"""Newest validated inputs that input drift is computed over."""
 
 
 class Outcome(StrEnum):

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from housing.policy import DEFAULT_WINDOW, DriftWindow, LiveWindow
 from housing.registry import CHALLENGER, CHAMPION, MODEL_NAME
 from model_server.auth import ADMIN_KEYS_ENV, USER_KEYS_ENV, parse_keys
 
@@ -97,11 +98,11 @@ class ServerSettings(BaseSettings):
     """MLflow tracking URI (MLFLOW_TRACKING_URI, read as is). The default is the training
     job's embedded store under ./state."""
 
-    drift_window: int = Field(default=1000, ge=10, le=100_000)
+    drift_window: DriftWindow = DEFAULT_WINDOW
     """Newest validated inputs per served version kept in memory to compute input drift over
     (a ring buffer filled by the request path)."""
 
-    live_window: int = Field(default=1000, ge=10, le=10_000)
+    live_window: LiveWindow = DEFAULT_WINDOW
     """Newest predictions with feedback that live error (R², RMSE, MAE) is computed over, per
     version; feedback coverage is counted over this many newest predictions."""
 
