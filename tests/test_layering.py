@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.pipeline import REPO
 
 # package -> the first-party packages it must never import
 FORBIDDEN = {

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import ValidationError
-from server_support import MODEL, ROWS, ServerProcess, sample, start_server
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -39,6 +38,7 @@ from model_server.auth import (
 )
 from model_server.middleware import AccessGuard
 from model_server.settings import ServerSettings
+from tests.support.server import MODEL, ROWS, ServerProcess, sample, start_server
 
 USER = "u" * 32
 ADMIN = "a" * 32

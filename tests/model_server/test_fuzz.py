@@ -38,7 +38,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from server_support import MODEL, ROWS, ServerProcess, start_server
+
+from tests.support.server import MODEL, ROWS, ServerProcess, start_server
 
 pytestmark = pytest.mark.slow
 

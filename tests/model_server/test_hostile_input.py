@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from server_support import FEATURES, MAX_INSTANCES, MODEL, ROWS, ServerProcess, wait_for
+
+from tests.support.server import FEATURES, MAX_INSTANCES, MODEL, ROWS, ServerProcess, wait_for
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"

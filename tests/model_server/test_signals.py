@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from server_support import (
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+from tests.support.server import (
     FEATURES,
     MODEL,
     ServerProcess,
@@ -23,7 +25,6 @@ from server_support import (
     start_server,
     wait_for,
 )
-from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
 V1 = f"/v1/models/{MODEL}:predict"
 WINDOW = 1000  # MODEL_SERVER_DRIFT_WINDOW's default

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kserve import InferInput, InferRequest
-from server_support import FEATURES, MODEL, ROWS
 
 from model_server.errors import (
     BadRequestError,
@@ -25,6 +24,7 @@ from model_server.protocol import (
     v2_invalid_text,
 )
 from model_server.validation import ContractError, FeatureSchema, describe_type
+from tests.support.server import FEATURES, MODEL, ROWS
 
 RANGES = {
     "MedInc": (0.0, 16.45),

@@ -24,7 +24,16 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.model_server.server_support import (
+from tests.observability.conftest import alert_rules, dashboards, panels, recording_rules
+from tests.observability.promql import as_signal, grouping_labels, selectors
+from tests.support.prometheus import (
+    PrometheusProcess,
+    PromQLError,
+    scrape_config,
+    start_prometheus,
+    wait_until,
+)
+from tests.support.server import (
     FEATURES,
     MODEL,
     ServerProcess,
@@ -34,15 +43,6 @@ from tests.model_server.server_support import (
     start_server,
     wait_for,
 )
-from tests.observability.conftest import alert_rules, dashboards, panels, recording_rules
-from tests.observability.prometheus_support import (
-    PrometheusProcess,
-    PromQLError,
-    scrape_config,
-    start_prometheus,
-    wait_until,
-)
-from tests.observability.promql import as_signal, grouping_labels, selectors
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from ..conftest import REPO, copy_workspace
+from tests.support.pipeline import REPO, copy_workspace
 
 STAGES = ("prepare", "train", "evaluate", "register")
 CODE = ("housing", "training_job")

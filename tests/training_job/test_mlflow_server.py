@@ -12,9 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from housing.contract import PROFILE_FILENAME, PROFILE_PATH
-
-from ..conftest import run_pipeline
-from ..servers import mlflow_server, postgres_database
+from tests.support.pipeline import run_pipeline
+from tests.support.servers import mlflow_server, postgres_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -22,10 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 def test_pipeline_against_mlflow_server_on_postgres(tmp_path: Path) -> None:
     artifacts = tmp_path / "artifacts"
     with (
-        postgres_database("mlflow") as db,
-        mlflow_server(
-            f"postgresql+psycopg://root@127.0.0.1:5432/{db}", artifacts, tmp_path / "mlflow.log"
-        ) as url,
+        postgres_database("mlflow") as db_url,
+        mlflow_server(db_url, artifacts, tmp_path / "mlflow.log") as url,
     ):
         run_pipeline(tmp_path / "ws", tmp_path / "state", tracking_uri=url)
 
@@ -42,7 +39,7 @@ def test_pipeline_against_mlflow_server_on_postgres(tmp_path: Path) -> None:
         # ... and they are stored where the server keeps them.
         assert list(artifacts.rglob(PROFILE_FILENAME))
 
-        with psycopg.connect(f"postgresql://root@127.0.0.1:5432/{db}") as conn:
+        with psycopg.connect(db_url.replace("+psycopg", "")) as conn:
             (versions,) = conn.execute("SELECT count(*) FROM model_versions").fetchone()  # type: ignore[misc]
             (alias_version,) = conn.execute(  # type: ignore[misc]
                 "SELECT version FROM registered_model_aliases WHERE alias = 'champion'"

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.pipeline import REPO
 from training_job.params import ParamsError, load_params
-
-from ..conftest import REPO
 
 
 def test_the_projects_params_load() -> None:

@@ -11,9 +11,15 @@ import yaml
 from mlflow import MlflowClient
 
 from housing.contract import FEATURES, PROFILE_PATH
+from tests.support.pipeline import (
+    RAW_DATA,
+    REPO,
+    TrainedRegistry,
+    pipeline_env,
+    run_pipeline,
+    run_training_job,
+)
 from training_job.datafile import file_md5
-
-from ..conftest import RAW_DATA, REPO, TrainedRegistry, pipeline_env, run_pipeline, run_training_job
 
 pytestmark = pytest.mark.slow
 MODEL = "california-housing"

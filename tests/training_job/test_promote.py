@@ -25,10 +25,9 @@ from housing.contract import FEATURES, TARGET
 from housing.policy import RetrainPolicy
 from housing.servingdb import PredictionRecord, RecordStore
 from housing.servingdb.retrain import RetrainStore
+from tests.support.pipeline import pipeline_env, run_training_job
 from training_job.promote import LiveScore, compare, promote_challenger
 from training_job.settings import TrainingSettings
-
-from ..conftest import pipeline_env, run_training_job
 
 MODEL = "california-housing"
 LABELLED = 150

@@ -24,10 +24,9 @@ from housing.contract import FEATURES, RAW_COLUMNS
 from housing.servingdb import PredictionRecord, RecordStore
 from housing.servingdb.models import retrain_lease
 from housing.servingdb.retrain import RetrainStore
+from tests.support.pipeline import RAW_DATA, REPO, copy_workspace, pipeline_env
 from training_job.features import derive_features
 from training_job.validate import read_raw
-
-from ..conftest import RAW_DATA, REPO, copy_workspace, pipeline_env
 
 pytestmark = pytest.mark.slow
 MODEL = "california-housing"

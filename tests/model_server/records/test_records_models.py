@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from records_support import new_record
 
 from housing.servingdb import PredictionRecord
 from housing.servingdb.models import record_from_json, record_to_json, to_row
 from housing.servingdb.summary import build_summary, percentile
 from model_server.records.spill import encode
+from tests.support.records import new_record
 
 
 def test_to_row_cleans_what_json_and_postgres_cannot_hold() -> None:

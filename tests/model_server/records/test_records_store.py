@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from records_support import new_record, new_records
 
 from housing.servingdb import (
     InvalidFeedbackError,
@@ -22,6 +21,7 @@ from housing.servingdb import (
     UnknownPredictionError,
 )
 from housing.servingdb.models import predictions, to_row
+from tests.support.records import new_record, new_records
 
 
 def stored_row(store: RecordStore, prediction_id: str) -> dict[str, object]:
