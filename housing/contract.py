@@ -9,9 +9,12 @@ and training_job.signals; its name, place and version live here.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 # Columns of StatLib's cal_housing.data, in file order (no header in the file).
 RAW_COLUMNS: tuple[str, ...] = (
@@ -68,10 +71,63 @@ RAW_RANGES: dict[str, RawRange] = {
     "medianHouseValue": RawRange(0.0, 1_000_000.0, positive=True),
 }
 
+# Physical bounds of the features, from what each means (not from the data's range): the
+# pipeline checks the derived features against them (training_job.validate) and the server
+# every request (model_server.validation), beside the profile's data-derived valid range.
+# Strictly positive: a block group has people, so rooms and occupants per household and its
+# population are above 0 (AveOccup 0 was accepted while only the profile's range applied).
+POSITIVE_FEATURES: frozenset[str] = frozenset({"AveRooms", "Population", "AveOccup"})
 # Derived features that cannot be negative; the profile's valid domain is clamped at 0.
 NON_NEGATIVE_FEATURES: frozenset[str] = frozenset(
     {"MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup"}
 )
+# (smaller, larger): the first never exceeds the second, where both are given. Bedrooms are
+# rooms.
+NOT_ABOVE: tuple[tuple[str, str], ...] = (("AveBedrms", "AveRooms"),)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One value that no block group can have."""
+
+    row: int
+    feature: str
+    message: str
+
+
+def physical_violations(names: Sequence[str], x: np.ndarray) -> list[Violation]:
+    """Values of `x` ([rows, len(names)], columns named by `names`) that break the physical
+    bounds, in row order; features the model does not take are not checked. NaN breaks none
+    here (the range checks refuse it)."""
+    column = {name: i for i, name in enumerate(names)}
+    found: list[Violation] = []
+    for name in sorted(NON_NEGATIVE_FEATURES | POSITIVE_FEATURES):
+        if name not in column:
+            continue
+        values = x[:, column[name]]
+        positive = name in POSITIVE_FEATURES
+        bad = values <= 0 if positive else values < 0
+        need = "> 0" if positive else ">= 0"
+        found += [
+            Violation(int(row), name, f"{values[row]:g} is impossible: {name} must be {need}")
+            for row in np.flatnonzero(bad)
+        ]
+    # A pair is compared where neither value broke its own bound (that one says enough).
+    broken = {(v.row, v.feature) for v in found}
+    for smaller, larger in NOT_ABOVE:
+        if smaller in column and larger in column:
+            low, high = x[:, column[smaller]], x[:, column[larger]]
+            found += [
+                Violation(
+                    int(row),
+                    smaller,
+                    f"{low[row]:g} is above {larger} {high[row]:g}: "
+                    f"{smaller} cannot exceed {larger}",
+                )
+                for row in np.flatnonzero(low > high)
+                if (row, smaller) not in broken and (row, larger) not in broken
+            ]
+    return sorted(found, key=lambda v: (v.row, names.index(v.feature)))
 
 
 # The feature profile (layout: docs/model-contract.md). Bump PROFILE_VERSION on any change a

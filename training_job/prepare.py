@@ -14,7 +14,7 @@ from training_job.features import assign_splits, derive_features, split_buckets
 from training_job.io import read_json, write_json
 from training_job.params import PrepareParams
 from training_job.profile import build_profile
-from training_job.validate import read_raw_files
+from training_job.validate import check_features, read_raw_files
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def prepare(raw_path: Path, out_dir: Path, metrics_path: Path, params: PreparePa
             log.warning("%s differs from its .dvc record (%s); run `dvc add`", path, recorded)
 
     frame = derive_features(raw)
+    check_features(frame, raw_path.as_posix())
     split = assign_splits(
         split_buckets(raw, params.split_salt), params.test_percent, params.val_percent
     )
