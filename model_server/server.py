@@ -132,6 +132,10 @@ class PredictorDataPlane(DataPlane):
 
 
 class PredictorRESTServer(RESTServer):
+    """KServe's REST server with private methods overridden (KServe has no public hook for
+    them): each upstream method followed here is pinned by tests/model_server/test_kserve_pin.py.
+    """
+
     def __init__(self, *args: Any, host: str, customize: Callable[[FastAPI], None], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.config.host = host  # KServe hard-codes 0.0.0.0
@@ -172,6 +176,8 @@ class PredictorServer(ModelServer):
         self._customize = customize
 
     def start(self, models: list[BaseKServeModel]) -> None:
+        # ModelServer.start, one process and no gRPC, with our RESTServer (pinned by
+        # tests/model_server/test_kserve_pin.py).
         for model in models:
             self.register_model(model)
             model.start()
