@@ -57,6 +57,9 @@ class RetrainSignals:
     last_decision: float | None  # Unix time of the newest decision
     last_success: float | None  # finished_at of the newest promoted / not_promoted decision
     last_go_unpromoted: bool  # the newest run that went and finished was not promoted
+    # The retraining policy in force (housing.policy.RetrainPolicy, stored or default): its
+    # numeric thresholds, which the alert rules compare against instead of repeating them.
+    policy: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,13 @@ class SignalsCollector(Collector):
             "1 if the newest run that went and finished did not end promoted.",
             ["model_name"],
         )
+        policy = gauge(
+            "model_server_retrain_policy",
+            "The retraining policy in force, by setting (drift_threshold, r2_floor, "
+            "degradation_margin, min_feedback, ...; enabled is 0 or 1): what the alerts compare "
+            "the live signals with.",
+            ["model_name", "setting"],
+        )
         retrain = signals.retrain
         if retrain is not None:
             running.add_metric([name], float(retrain.running))
@@ -316,7 +326,9 @@ class SignalsCollector(Collector):
             for outcome, count in sorted(counts.items()):
                 decisions.add_metric([name, outcome], count)
             unpromoted.add_metric([name], float(retrain.last_go_unpromoted))
-        yield from (running, last_success, last_decision, decisions, unpromoted)
+            for setting, value in sorted(retrain.policy.items()):
+                policy.add_metric([name, setting], float(value))
+        yield from (running, last_success, last_decision, decisions, unpromoted, policy)
 
 
 class ServerMetrics:

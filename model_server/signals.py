@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from housing.drift import profile_drift
-from housing.policy import Outcome
+from housing.policy import Outcome, RetrainPolicy
 from housing.registry import TEST_R2_TAG
 from housing.regression import live_error
 from housing.servingdb import RecordStore
@@ -189,6 +189,7 @@ class SignalsMonitor:
     def _retraining(self) -> RetrainSignals | None:
         try:
             overview = self._retrain.overview()
+            policy = RetrainPolicy.model_validate(self._retrain.policy())
         except Exception as exc:
             self._database_failed(exc)
             return self._previous.retrain
@@ -201,6 +202,7 @@ class SignalsMonitor:
             last_decision=None if last_decision is None else last_decision.timestamp(),
             last_success=None if last_success is None else last_success.timestamp(),
             last_go_unpromoted=overview.last_finished_outcome not in (None, Outcome.PROMOTED),
+            policy={k: float(v) for k, v in policy.model_dump().items()},
         )
         self._previous.retrain = result
         return result

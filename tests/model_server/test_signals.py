@@ -148,6 +148,7 @@ def test_label_sets_of_the_signal_metrics(server: ServerProcess) -> None:
         "model_server_retrain_running": {"model_name"},
         "model_server_retrain_last_go_unpromoted": {"model_name"},
         "model_server_retrain_decisions": {"model_name", "outcome"},
+        "model_server_retrain_policy": {"model_name", "setting"},
     }
     for name, labels in expected.items():
         found = samples(text, name)

@@ -503,5 +503,6 @@ def test_server_exports_what_the_brief_names(scenario: Scenario) -> None:
         "model_server_retrain_last_decision_timestamp_seconds": {"model_name"},
         "model_server_retrain_decisions": {"model_name", "outcome"},
         "model_server_retrain_last_go_unpromoted": {"model_name"},
+        "model_server_retrain_policy": {"model_name", "setting"},
     }.items():
         assert names.get(metric) == labels, metric
