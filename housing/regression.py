@@ -29,11 +29,13 @@ def regression_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, prefix: str = ""
 ) -> dict[str, float]:
     """{prefix}r2, {prefix}rmse and {prefix}mae; UndefinedMetricsError if R² is undefined."""
-    y_true = np.asarray(y_true, dtype=np.float64)
-    if not is_defined(y_true):
+    # Checked on a copy: the metrics take y_true as given (a pandas Series sums in another
+    # order than an array, which moves the last digit of the committed metrics).
+    actual = np.asarray(y_true, dtype=np.float64)
+    if not is_defined(actual):
         raise UndefinedMetricsError(
-            f"R² is undefined for {len(y_true)} actual values "
-            + ("that do not vary" if len(y_true) >= 2 else "(need two)")
+            f"R² is undefined for {len(actual)} actual values "
+            + ("that do not vary" if len(actual) >= 2 else "(need two)")
         )
     return {
         f"{prefix}r2": float(r2_score(y_true, y_pred)),
