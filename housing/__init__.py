@@ -6,6 +6,7 @@
       policy.py      the retraining policy, its signals, the decision and its outcomes
       drift.py       PSI (and KS for context) of a live window against the profile
       regression.py  R², RMSE and MAE: one implementation, one edge rule
+      urls.py        database URLs: the SQLite file of a URL, made absolute
       servingdb/     the serving database: tables, stores, lease, migrations
 
 Nothing here imports training_job or model_server (tests/test_layering.py).
