@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
+from housing.servingdb.store import RecordStore
 from model_server.model import HousingModel
-from model_server.records.store import RecordStore
 
 INLINE_MAX_INSTANCES = 8
 INSERT = (

@@ -35,10 +35,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model_server.records import RecordStore  # noqa: E402
-from model_server.records.retrain import RetrainStore  # noqa: E402
+from housing.contract import FEATURES, TARGET  # noqa: E402
+from housing.servingdb import RecordStore  # noqa: E402
+from housing.servingdb.retrain import RetrainStore  # noqa: E402
 from training_job.features import assign_splits, derive_features, split_buckets  # noqa: E402
-from training_job.schema import FEATURES, TARGET  # noqa: E402
 from training_job.validate import read_raw  # noqa: E402
 
 RAW = REPO / "data/raw/cal_housing.data"

@@ -68,7 +68,7 @@ fi
 
 # The staged context: exactly the files the two Dockerfiles copy (no .venv, state, .git).
 log "staging the build context"
-tar -C "$ROOT" --exclude=__pycache__ -cf - pyproject.toml uv.lock README.md model_server training_job \
+tar -C "$ROOT" --exclude=__pycache__ -cf - pyproject.toml uv.lock README.md housing model_server training_job \
   dvc.yaml dvc.lock params.yaml .dvcignore .dvc/config data/raw/cal_housing.data.dvc \
   data/raw/.gitignore dvc-remote docker | tar -C "$CONTEXT" -xf -
 find "$CONTEXT/docker/certs" -name '*.crt' -delete

@@ -28,10 +28,11 @@ WORKDIR /src
 # Dependencies first (a layer that changes only with the lock file), then the package itself.
 COPY pyproject.toml uv.lock README.md ./
 RUN /opt/uv/bin/uv sync --frozen --no-dev --extra serve --no-install-project --python python3
-# One distribution, two packages: the job reads the serving database through model_server's
-# records and drift modules, the server validates the retraining policy with training_job's.
+# The server's code and what it shares with the job (housing/: the contract, the policy, the
+# serving database); training_job/ is not in this image (tests/test_layering.py keeps the
+# server from importing it).
+COPY housing/ housing/
 COPY model_server/ model_server/
-COPY training_job/ training_job/
 RUN /opt/uv/bin/uv sync --frozen --no-dev --extra serve --no-editable --python python3 \
     # The libraries' own test suites (about 90 MB, e.g. pandas/tests) are never imported.
     && find /opt/venv/lib/python3*/site-packages -mindepth 2 -type d -name tests -prune \

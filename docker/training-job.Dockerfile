@@ -24,9 +24,10 @@ RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --quiet "uv==${UV_VERSION
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 RUN /opt/uv/bin/uv sync --frozen --no-dev --extra train --no-install-project --python python3
-# One distribution, two packages: the job reads the serving database through model_server's
-# records and drift modules, the server validates the retraining policy with training_job's.
-COPY model_server/ model_server/
+# The job's code and what it shares with the server (housing/: the contract, the policy, the
+# serving database); model_server/ is not in this image (tests/test_layering.py keeps the job
+# from importing it).
+COPY housing/ housing/
 COPY training_job/ training_job/
 RUN /opt/uv/bin/uv sync --frozen --no-dev --extra train --no-editable --python python3 \
     # The libraries' own test suites (about 90 MB, e.g. pandas/tests) are never imported.
@@ -52,6 +53,7 @@ COPY dvc.yaml dvc.lock params.yaml .dvcignore ./
 COPY .dvc/config .dvc/config
 COPY data/raw/cal_housing.data.dvc data/raw/.gitignore data/raw/
 COPY dvc-remote/ dvc-remote/
+COPY housing/ housing/
 COPY training_job/ training_job/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

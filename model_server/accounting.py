@@ -17,9 +17,9 @@ from typing import Protocol as Interface
 
 import numpy as np
 
+from housing.servingdb import PredictionRecord
 from model_server.metrics import ServerMetrics
 from model_server.protocol import Protocol, new_ids
-from model_server.records import PredictionRecord
 
 # perf_counter() when the request's first byte was read; set by the RequestGuard middleware.
 REQUEST_STARTED: ContextVar[float | None] = ContextVar("request_started", default=None)

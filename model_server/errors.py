@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from model_server.records import RecordsError
+from housing.servingdb import RecordsError
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlparse
 
+from housing.urls import absolute_sqlite_url
 from model_server.auth import KEY_ENV
 from model_server.errors import ConflictError, ModelServerError
 from model_server.settings import ServerSettings
@@ -60,15 +60,6 @@ def retrain_args(force: bool) -> list[str]:
     return ["retrain", "--source", "api", *(["--force"] if force else [])]
 
 
-def absolute_database_url(url: str) -> str:
-    """A relative SQLite URL made absolute (the run's working directory may differ)."""
-    parsed = urlparse(url)
-    if parsed.scheme != "sqlite" or not parsed.path or parsed.path.startswith("//"):
-        return url
-    path = Path(unquote(parsed.path)[1:])
-    return url if path.is_absolute() else f"sqlite:///{path.resolve()}"
-
-
 class LocalLauncher:
     """Spawns the training job as a detached process (its own session: it outlives a server
     restart), output appended to a file under the log folder."""
@@ -78,7 +69,7 @@ class LocalLauncher:
     def __init__(self, workdir: Path, log_dir: Path, database_url: str) -> None:
         self.workdir = workdir.resolve()
         self.log_dir = log_dir if log_dir.is_absolute() else self.workdir / log_dir
-        self.database_url = absolute_database_url(database_url)
+        self.database_url = absolute_sqlite_url(database_url)
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 

@@ -6,7 +6,6 @@ immutable `LoadedModel` before anyone may see it; the server then swaps a single
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -15,17 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from housing.contract import PROFILE_PATH, ProfileError, read_profile
+from housing.urls import sqlite_file
 from model_server.backends import Predictor, compile_predictor, verification_sample
 from model_server.settings import MODEL_URI
 from model_server.validation import ContractError, FeatureSchema
 
 log = logging.getLogger(__name__)
-
-PROFILE_PATH = Path("extra_files") / "feature_profile.json"
 
 
 class NotPublishedError(LookupError):
@@ -92,7 +90,10 @@ def read_version(ref: ModelRef, path: Path) -> LoadedModel:
 
     started = time.perf_counter()
     mlmodel = Model.load(str(path))
-    profile = json.loads((path / PROFILE_PATH).read_text())
+    try:
+        profile = read_profile(path / PROFILE_PATH)
+    except ProfileError as exc:
+        raise ContractError(str(exc)) from exc
     schema = FeatureSchema.from_contract(_signature_inputs(mlmodel), profile)
     model = mlflow.sklearn.load_model(str(path))
     trained_on = getattr(model, "feature_names_in_", None)
@@ -114,14 +115,6 @@ def read_version(ref: ModelRef, path: Path) -> LoadedModel:
     )
 
 
-def _sqlite_file(uri: str) -> Path | None:
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
-        return None
-    # sqlite:///relative/path and sqlite:////absolute/path
-    return Path(unquote(parsed.path)[1:]) if parsed.path else None
-
-
 class RegistryLoader:
     """Talks to one MLflow registry; used from the watcher's thread only."""
 
@@ -138,7 +131,7 @@ class RegistryLoader:
 
     def _connect(self) -> Any:
         if self._client is None:
-            store = _sqlite_file(self.tracking_uri)
+            store = sqlite_file(self.tracking_uri)
             # Opening a missing SQLite file would create an empty MLflow store under the
             # training job's feet: wait for the job to create it instead.
             if store is not None and not store.exists():

@@ -22,6 +22,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from housing.policy import Outcome
+
 # Seconds: a one-row request takes about a millisecond, a 1000-row batch tens of them.
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -29,11 +31,9 @@ LATENCY_BUCKETS = (
 # Units of $100,000; the training target is capped at 5.00001.
 VERSIONED = ["model_name", "model_version"]
 VALUE_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
-# Outcomes of recorded retraining decisions (model_server/records/retrain.py), exported even
+# Outcomes of recorded retraining decisions (housing/servingdb/retrain.py), exported even
 # at zero so that rates and alerts see them from the start.
-DECISION_OUTCOMES = (
-    "skipped", "already_running", "running", "promoted", "not_promoted", "failed", "abandoned",
-)  # fmt: skip
+DECISION_OUTCOMES = tuple(o.value for o in Outcome)
 SHADOW_OUTCOMES = ("ok", "refused", "failed")
 
 
@@ -57,6 +57,9 @@ class RetrainSignals:
     last_decision: float | None  # Unix time of the newest decision
     last_success: float | None  # finished_at of the newest promoted / not_promoted decision
     last_go_unpromoted: bool  # the newest run that went and finished was not promoted
+    # The retraining policy in force (housing.policy.RetrainPolicy, stored or default): its
+    # numeric thresholds, which the alert rules compare against instead of repeating them.
+    policy: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,13 @@ class SignalsCollector(Collector):
             "1 if the newest run that went and finished did not end promoted.",
             ["model_name"],
         )
+        policy = gauge(
+            "model_server_retrain_policy",
+            "The retraining policy in force, by setting (drift_threshold, r2_floor, "
+            "degradation_margin, min_feedback, ...; enabled is 0 or 1): what the alerts compare "
+            "the live signals with.",
+            ["model_name", "setting"],
+        )
         retrain = signals.retrain
         if retrain is not None:
             running.add_metric([name], float(retrain.running))
@@ -316,7 +326,9 @@ class SignalsCollector(Collector):
             for outcome, count in sorted(counts.items()):
                 decisions.add_metric([name, outcome], count)
             unpromoted.add_metric([name], float(retrain.last_go_unpromoted))
-        yield from (running, last_success, last_decision, decisions, unpromoted)
+            for setting, value in sorted(retrain.policy.items()):
+                policy.add_metric([name, setting], float(value))
+        yield from (running, last_success, last_decision, decisions, unpromoted, policy)
 
 
 class ServerMetrics:

@@ -42,6 +42,7 @@ from kserve.protocol.rest.v2_datamodels import (
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
 from pydantic import BaseModel, Field
 
+from housing.contract import POSITIVE_FEATURES
 from model_server.errors import ErrorBody
 from model_server.protocol import OUTPUTS, V2_DATATYPES
 from model_server.validation import FeatureSchema
@@ -154,11 +155,15 @@ def register_kserve_endpoints(app: FastAPI, dataplane: DataPlane) -> None:
 def _number(schema: FeatureSchema | None, column: int | None) -> dict[str, Any]:
     if schema is None or column is None:
         return {"type": "number"}
-    return {
-        "type": "number",
-        "minimum": float(schema.valid_min[column]),
-        "maximum": float(schema.valid_max[column]),
-    }
+    low = float(schema.valid_min[column])
+    number: dict[str, Any] = {"type": "number", "maximum": float(schema.valid_max[column])}
+    # The contract's physical bound where it is tighter than the profile's range (0 allowed by
+    # the range, refused as impossible): AveBedrms <= AveRooms is beyond JSON Schema.
+    if schema.names[column] in POSITIVE_FEATURES and low <= 0:
+        number["exclusiveMinimum"] = 0.0
+    else:
+        number["minimum"] = low
+    return number
 
 
 def v1_request_schema(schema: FeatureSchema | None, max_instances: int) -> dict[str, Any]:

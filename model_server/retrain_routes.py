@@ -1,6 +1,6 @@
 """The retraining API kept from the old system: status, manual trigger, policy, history.
 
-The policy is the training job's own RetrainPolicy (training_job/decide.py, a pure pydantic
+The policy is the training job's own RetrainPolicy (housing/policy.py, a pure pydantic
 module): the server validates and stores it in the serving database, the job reads it there
 at its next decision. Database calls run in a worker thread.
 """
@@ -24,6 +24,8 @@ from pydantic import (
     create_model,
 )
 
+from housing.policy import RetrainPolicy
+from housing.servingdb.retrain import RetrainStore
 from model_server.errors import (
     ConflictError,
     ModelServerError,
@@ -31,8 +33,6 @@ from model_server.errors import (
     UnprocessableEntityError,
 )
 from model_server.launchers import Launcher
-from model_server.records.retrain import RetrainStore
-from training_job.decide import RetrainPolicy
 
 MAX_DECISIONS = 1000
 # Largest integer a policy field takes: every JSON reader (and the response encoder, which

@@ -15,10 +15,11 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, Strict
 
+from housing.servingdb import RecordStore, UnknownPredictionError
 from model_server.errors import ModelServerError
 from model_server.metrics import ServerMetrics
 from model_server.model import HousingModel
-from model_server.records import RecordStore, RecordWriter, UnknownPredictionError
+from model_server.records.writer import RecordWriter
 from model_server.watcher import ModelWatcher
 
 MAX_LOG_LIMIT = 10_000

@@ -37,6 +37,8 @@ from kserve.utils import utils as kserve_utils
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
+from housing.servingdb import RecordsError, RecordStore
+from housing.servingdb.retrain import RetrainStore
 from model_server import openapi
 from model_server.accounting import REQUEST_STARTED, Accountant
 from model_server.auth import REFUSAL_KINDS, AccessControl, document_access
@@ -58,8 +60,7 @@ from model_server.protocol import (
     v1_json,
     v2_invalid_text,
 )
-from model_server.records import RecordsError, RecordStore, RecordWriter
-from model_server.records.retrain import RetrainStore
+from model_server.records.writer import RecordWriter
 from model_server.retrain_routes import RetrainContext, retrain_router
 from model_server.routes import OpsContext, ops_router
 from model_server.settings import ServerSettings
@@ -131,6 +132,10 @@ class PredictorDataPlane(DataPlane):
 
 
 class PredictorRESTServer(RESTServer):
+    """KServe's REST server with private methods overridden (KServe has no public hook for
+    them): each upstream method followed here is pinned by tests/model_server/test_kserve_pin.py.
+    """
+
     def __init__(self, *args: Any, host: str, customize: Callable[[FastAPI], None], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.config.host = host  # KServe hard-codes 0.0.0.0
@@ -171,6 +176,8 @@ class PredictorServer(ModelServer):
         self._customize = customize
 
     def start(self, models: list[BaseKServeModel]) -> None:
+        # ModelServer.start, one process and no gRPC, with our RESTServer (pinned by
+        # tests/model_server/test_kserve_pin.py).
         for model in models:
             self.register_model(model)
             model.start()

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from housing.policy import DEFAULT_WINDOW, DriftWindow, LiveWindow
+from housing.registry import CHALLENGER, CHAMPION, MODEL_NAME
 from model_server.auth import ADMIN_KEYS_ENV, USER_KEYS_ENV, parse_keys
 
 # models:/<name>@<alias> or models:/<name>/<version>: the two registry URIs the server follows.
@@ -44,10 +46,10 @@ class ServerSettings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on its pod address.
     """Address the REST server binds (0.0.0.0 in a container, 127.0.0.1 in tests)."""
 
-    model_name: str = "california-housing"
+    model_name: str = MODEL_NAME
     """Name of the model on the endpoints (/v1/models/NAME, /v2/models/NAME) and in metrics."""
 
-    model_uri: str = "models:/california-housing@champion"
+    model_uri: str = f"models:/{MODEL_NAME}@{CHAMPION}"
     """Registry URI to serve: models:/NAME@ALIAS (followed as the alias moves) or
     models:/NAME/VERSION (pinned)."""
 
@@ -96,11 +98,11 @@ class ServerSettings(BaseSettings):
     """MLflow tracking URI (MLFLOW_TRACKING_URI, read as is). The default is the training
     job's embedded store under ./state."""
 
-    drift_window: int = Field(default=1000, ge=10, le=100_000)
+    drift_window: DriftWindow = DEFAULT_WINDOW
     """Newest validated inputs per served version kept in memory to compute input drift over
     (a ring buffer filled by the request path)."""
 
-    live_window: int = Field(default=1000, ge=10, le=10_000)
+    live_window: LiveWindow = DEFAULT_WINDOW
     """Newest predictions with feedback that live error (R², RMSE, MAE) is computed over, per
     version; feedback coverage is counted over this many newest predictions."""
 
@@ -113,7 +115,7 @@ class ServerSettings(BaseSettings):
     (predicts every request beside the champion, answers nothing, logged) or canary (answers
     CANARY_PERCENT of the requests)."""
 
-    challenger_alias: str = Field(default="challenger", pattern=r"^[^/@]+$")
+    challenger_alias: str = Field(default=CHALLENGER, pattern=r"^[^/@]+$")
     """Registry alias of the challenger (of the model named in MODEL_URI), polled like the
     champion's when CHALLENGER_MODE is not off."""
 

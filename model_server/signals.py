@@ -15,13 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
-from model_server.drift import profile_drift
+from housing.drift import profile_drift
+from housing.policy import Outcome, RetrainPolicy
+from housing.registry import TEST_R2_TAG
+from housing.regression import live_error
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import RetrainStore
 from model_server.loader import LoadedModel
 from model_server.metrics import RetrainSignals, ServerMetrics, Signals, VersionSignals
-from model_server.records import RecordStore
-from model_server.records.retrain import PROMOTED, RetrainStore
 
 log = logging.getLogger(__name__)
 
@@ -87,23 +89,9 @@ class InputWindows:
                 del self._rings[version]
 
 
-def live_error(pairs: Sequence[tuple[float, float]]) -> dict[str, float] | None:
-    """R², RMSE and MAE of (prediction, actual) pairs; None below two pairs (R² undefined)."""
-    if len(pairs) < 2:
-        return None
-    predicted, actual = np.asarray(pairs, dtype=np.float64).T
-    if np.all(actual == actual[0]):  # R² is undefined when the truth does not vary
-        return None
-    return {
-        "r2": float(r2_score(actual, predicted)),
-        "rmse": float(root_mean_squared_error(actual, predicted)),
-        "mae": float(mean_absolute_error(actual, predicted)),
-    }
-
-
 def _offline_r2(loaded: LoadedModel) -> float | None:
     try:
-        return float(loaded.ref.tags["test_r2"])
+        return float(loaded.ref.tags[TEST_R2_TAG])
     except (KeyError, ValueError):
         return None
 
@@ -201,6 +189,7 @@ class SignalsMonitor:
     def _retraining(self) -> RetrainSignals | None:
         try:
             overview = self._retrain.overview()
+            policy = RetrainPolicy.model_validate(self._retrain.policy())
         except Exception as exc:
             self._database_failed(exc)
             return self._previous.retrain
@@ -212,7 +201,8 @@ class SignalsMonitor:
             decisions=overview.outcomes,
             last_decision=None if last_decision is None else last_decision.timestamp(),
             last_success=None if last_success is None else last_success.timestamp(),
-            last_go_unpromoted=overview.last_finished_outcome not in (None, PROMOTED),
+            last_go_unpromoted=overview.last_finished_outcome not in (None, Outcome.PROMOTED),
+            policy={k: float(v) for k, v in policy.model_dump().items()},
         )
         self._previous.retrain = result
         return result

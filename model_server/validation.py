@@ -1,7 +1,8 @@
 """The model's input contract, read from its own signature and feature profile, and the checks.
 
 Nothing here names a feature: the names, their order and their valid ranges all come from the
-model version being served, so a new version with a new contract is validated by its own.
+model version being served, so a new version with a new contract is validated by its own; the
+physical bounds (housing.contract) apply to the features the version takes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from housing.contract import physical_violations
 from model_server.errors import InvalidInstancesError, Problem
 
 # Signature input types the server can feed as a float64 matrix.
@@ -61,17 +63,24 @@ class FeatureSchema:
         return cls(names, tuple(kind for _, kind in inputs), low, high)
 
     def check(self, x: np.ndarray) -> None:
-        """Refuse NaN, infinities and values outside [valid_min, valid_max], all at once."""
+        """Refuse NaN, infinities, values outside [valid_min, valid_max] and values no block
+        group can have (housing.contract's physical bounds), all at once."""
         low, high = self.valid_min, self.valid_max
         # NaN compares False both ways, so it counts as outside.
         bad = ~((x >= low) & (x <= high))
-        if not bad.any():
-            return
-        problems = [
-            Problem(_describe(float(x[row, col]), low[col], high[col]), int(row), self.names[col])
+        problems = {
+            (int(row), self.names[col]): Problem(
+                _describe(float(x[row, col]), low[col], high[col]), int(row), self.names[col]
+            )
             for row, col in np.argwhere(bad)
-        ]
-        raise InvalidInstancesError(problems)
+        }
+        for v in physical_violations(self.names, x):
+            problems.setdefault((v.row, v.feature), Problem(v.message, v.row, v.feature))
+        if problems:
+            column = {name: i for i, name in enumerate(self.names)}
+            raise InvalidInstancesError(
+                [problems[key] for key in sorted(problems, key=lambda k: (k[0], column[k[1]]))]
+            )
 
 
 def _describe(value: float, low: float, high: float) -> str:

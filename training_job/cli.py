@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from housing.policy import Outcome
 from training_job.params import DEFAULT_PARAMS, ParamsError, load_params
 from training_job.settings import TrainingSettings
 from training_job.validate import DataValidationError
@@ -233,7 +234,7 @@ def retrain(
         )
     )
     typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
-    if result.outcome == "already_running":
+    if result.outcome == Outcome.ALREADY_RUNNING:
         typer.echo(f"error: {result.error}", err=True)
         raise typer.Exit(4)
 
@@ -252,7 +253,7 @@ def promote_challenger(
     model_name = load_params(params).registration.model_name
     result = _run(lambda: run_promote(settings, model_name, dry_run=dry_run))
     typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
-    if result.outcome == "already_running":
+    if result.outcome == Outcome.ALREADY_RUNNING:
         typer.echo(f"error: {result.error}", err=True)
         raise typer.Exit(4)
 

@@ -13,15 +13,16 @@ import numpy as np
 from mlflow.entities import Run
 from sklearn.inspection import permutation_importance
 
+from housing.contract import FEATURES, TARGET
+from housing.registry import CANDIDATE_TAG
+from housing.regression import regression_metrics
 from training_job import plots
 from training_job.io import read_json, write_json
-from training_job.metrics import regression_metrics
 from training_job.params import EvaluateParams
 from training_job.prepare import load_prepared
-from training_job.schema import FEATURES, TARGET
 from training_job.settings import TrainingSettings
 from training_job.tracking import connect
-from training_job.train import CANDIDATE_TAG, MODEL_SHA_TAG, file_sha256
+from training_job.train import MODEL_SHA_TAG, file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from training_job.schema import FEATURES, RAW_COLUMNS, RAW_TARGET, TARGET, TARGET_SCALE
+from housing.contract import FEATURES, RAW_COLUMNS, RAW_TARGET, TARGET, TARGET_SCALE
 
 
 def derive_features(raw: pd.DataFrame) -> pd.DataFrame:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from housing.registry import CHALLENGER, CHAMPION
+
 
 @dataclass(frozen=True)
 class GateDecision:
@@ -12,20 +14,20 @@ class GateDecision:
 
     @property
     def alias(self) -> str:
-        return "champion" if self.promote else "challenger"
+        return CHAMPION if self.promote else CHALLENGER
 
 
 def gate(
-    candidate_r2: float, champion_r2: float | None, r2_floor: float, min_improvement: float
+    candidate_r2: float, champion_r2: float | None, test_r2_floor: float, min_improvement: float
 ) -> GateDecision:
     """Promote iff R² >= floor and (no champion, or R² >= champion's R² + margin).
 
     Both R² are measured on the same held-out rows. Every reason is kept, passing or not.
     """
     reasons = []
-    passes_floor = candidate_r2 >= r2_floor
+    passes_floor = candidate_r2 >= test_r2_floor
     reasons.append(
-        f"test R² {candidate_r2:.4f} {'>=' if passes_floor else '<'} floor {r2_floor:.4f}"
+        f"test R² {candidate_r2:.4f} {'>=' if passes_floor else '<'} floor {test_r2_floor:.4f}"
     )
     if champion_r2 is None:
         beats = True

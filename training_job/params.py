@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -45,7 +45,11 @@ class EvaluateParams(_Strict):
 
 class RegisterParams(_Strict):
     model_name: str = Field(min_length=1)
-    r2_floor: float = Field(ge=-1.0, le=1.0)
+    test_r2_floor: float = Field(
+        ge=-1.0, le=1.0, validation_alias=AliasChoices("test_r2_floor", "r2_floor")
+    )
+    """The gate's floor on the candidate's held-out test R² (params.yaml's older name,
+    r2_floor, is still read; the retraining policy's r2_floor is a floor on live R²)."""
     min_improvement: float = Field(ge=0.0, le=1.0)
 
 

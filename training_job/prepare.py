@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from housing.contract import PROFILE_FILENAME
 from training_job.datafile import data_digest, data_files, dvc_recorded_md5, file_md5
 from training_job.features import assign_splits, derive_features, split_buckets
 from training_job.io import read_json, write_json
 from training_job.params import PrepareParams
-from training_job.profile import PROFILE_FILENAME, build_profile
-from training_job.validate import read_raw_files
+from training_job.profile import build_profile
+from training_job.validate import check_features, read_raw_files
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def prepare(raw_path: Path, out_dir: Path, metrics_path: Path, params: PreparePa
             log.warning("%s differs from its .dvc record (%s); run `dvc add`", path, recorded)
 
     frame = derive_features(raw)
+    check_features(frame, raw_path.as_posix())
     split = assign_splits(
         split_buckets(raw, params.split_salt), params.test_percent, params.val_percent
     )

@@ -1,8 +1,8 @@
 """The feature profile: the model's input contract, logged inside every model version.
 
 The server validates requests against `valid_min`/`valid_max` and measures drift against
-`histogram` (PSI) and `reference` (KS / Wasserstein). Its layout is documented in
-docs/model-contract.md; bump PROFILE_VERSION on any incompatible change.
+`histogram` (PSI) and `reference` (the KS statistic, for context). Its layout is documented
+in docs/model-contract.md; its version and file name are housing.contract's.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from housing.contract import FEATURES, NON_NEGATIVE_FEATURES, PROFILE_VERSION, TARGET
 from training_job.params import ProfileParams
-from training_job.schema import FEATURES, NON_NEGATIVE_FEATURES, TARGET
-
-PROFILE_VERSION = 1
-PROFILE_FILENAME = "feature_profile.json"
 
 
 def _column_profile(values: np.ndarray, params: ProfileParams, rng: np.random.Generator) -> dict:

@@ -24,10 +24,10 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from model_server.records import RecordStore
-from model_server.records.retrain import NOT_PROMOTED, PROMOTED, RetrainStore
-from training_job.decide import RetrainPolicy
-from training_job.register import CHALLENGER, CHAMPION
+from housing.policy import Outcome, RetrainPolicy
+from housing.registry import CHALLENGER, CHAMPION
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import RetrainStore
 from training_job.settings import TrainingSettings
 from training_job.signals import live_r2
 from training_job.tracking import connect
@@ -125,10 +125,10 @@ def promote_challenger(
                     reasons=[reason],
                     signals={},
                     policy=policy.model_dump(),
-                    outcome="already_running",
+                    outcome=Outcome.ALREADY_RUNNING,
                 )
                 return PromotionResult(
-                    "already_running", False, (reason,), decision_id=decision_id, error=reason
+                    Outcome.ALREADY_RUNNING, False, (reason,), decision_id=decision_id, error=reason
                 )
             leased = True
         # Read after taking the lease: no retrain moves them meanwhile.
@@ -178,9 +178,14 @@ def _decide(
         if dry_run:
             return PromotionResult("dry_run", False, (reason,))
         decision_id = store.record_decision(
-            **record, go=False, triggers=[], reasons=[reason], signals=signals, outcome="skipped"
+            **record,
+            go=False,
+            triggers=[],
+            reasons=[reason],
+            signals=signals,
+            outcome=Outcome.SKIPPED,
         )
-        return PromotionResult("skipped", False, (reason,), decision_id=decision_id)
+        return PromotionResult(Outcome.SKIPPED, False, (reason,), decision_id=decision_id)
     assert challenger_version is not None
 
     champion = LiveScore(
@@ -202,7 +207,7 @@ def _decide(
     if dry_run:
         return result
     if not comparison.go:
-        outcome = NOT_PROMOTED if comparison.judged else "skipped"
+        outcome = Outcome.NOT_PROMOTED if comparison.judged else Outcome.SKIPPED
         decision_id = store.record_decision(**record, outcome=outcome)
         if comparison.judged:
             store.finish_decision(decision_id, outcome, challenger_version)
@@ -215,13 +220,15 @@ def _decide(
         # The last write to the registry: the server follows @champion from here.
         client.set_registered_model_alias(model_name, CHAMPION, challenger_version)
     except Exception as exc:
-        decision_id = store.record_decision(**record, outcome="failed")
-        store.finish_decision(decision_id, "failed", challenger_version, error=str(exc)[:2000])
+        decision_id = store.record_decision(**record, outcome=Outcome.FAILED)
+        store.finish_decision(
+            decision_id, Outcome.FAILED, challenger_version, error=str(exc)[:2000]
+        )
         raise
     # Recorded once done, not as `running` first: a promotion is not a retraining run, and a
     # started_at would hold the next retrain back by the policy's minimum interval.
-    decision_id = store.record_decision(**record, outcome=PROMOTED)
-    store.finish_decision(decision_id, PROMOTED, challenger_version)
+    decision_id = store.record_decision(**record, outcome=Outcome.PROMOTED)
+    store.finish_decision(decision_id, Outcome.PROMOTED, challenger_version)
     log.info(
         "version %s of %s is @%s: %s",
         challenger_version,
@@ -230,5 +237,5 @@ def _decide(
         "; ".join(comparison.reasons),
     )
     return PromotionResult(
-        PROMOTED, True, comparison.reasons, champion, challenger, decision_id=decision_id
+        Outcome.PROMOTED, True, comparison.reasons, champion, challenger, decision_id=decision_id
     )

@@ -16,22 +16,26 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from housing.contract import FEATURES, TARGET
+from housing.registry import (
+    CANDIDATE_TAG,
+    CHAMPION,
+    DATA_DIGEST_TAG,
+    GIT_COMMIT_TAG,
+    test_metric_tag,
+)
+from housing.regression import regression_metrics
 from training_job import failpoints
 from training_job.evaluate import find_candidate_run
 from training_job.gate import GateDecision, gate
 from training_job.io import read_json
-from training_job.metrics import regression_metrics
 from training_job.params import RegisterParams
 from training_job.prepare import load_prepared
-from training_job.schema import FEATURES, TARGET
 from training_job.settings import TrainingSettings
-from training_job.tracking import GIT_COMMIT_TAG, connect
-from training_job.train import CANDIDATE_TAG, DATA_DIGEST_TAG, MODEL_URI_TAG
+from training_job.tracking import connect
+from training_job.train import MODEL_URI_TAG
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ def register(
         champion = mlflow.sklearn.load_model(f"models:/{params.model_name}/{champion_before}")
         champion_r2 = regression_metrics(y_test, champion.predict(x_test))["r2"]
     decision: GateDecision = gate(
-        candidate_metrics["r2"], champion_r2, params.r2_floor, params.min_improvement
+        candidate_metrics["r2"], champion_r2, params.test_r2_floor, params.min_improvement
     )
 
     failpoints.hit("before_register")
@@ -101,7 +105,7 @@ def register(
             "run_id": run.info.run_id,
             DATA_DIGEST_TAG: run.data.tags[DATA_DIGEST_TAG],
             GIT_COMMIT_TAG: run.data.tags.get(GIT_COMMIT_TAG, "unknown"),
-            **{f"test_{k}": f"{v:.6f}" for k, v in candidate_metrics.items()},
+            **{test_metric_tag(k): f"{v:.6f}" for k, v in candidate_metrics.items()},
             "gate.decision": decision.alias,
             "gate.reasons": "; ".join(decision.reasons),
             "gate.champion_version": champion_before or "none",

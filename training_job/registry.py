@@ -7,6 +7,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from housing.registry import ALIASES
 from training_job.settings import TrainingSettings
 from training_job.tracking import connect
 
@@ -16,7 +17,7 @@ def describe(model_name: str, settings: TrainingSettings) -> dict[str, Any]:
     connect(settings)
     client = MlflowClient()
     info: dict[str, Any] = {"tracking_uri": settings.resolved_tracking_uri, "model": model_name}
-    for alias in ("champion", "challenger"):
+    for alias in ALIASES:
         try:
             version = client.get_model_version_by_alias(model_name, alias)
         except MlflowException:

@@ -16,10 +16,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from model_server.records import RecordStore
-from model_server.records.retrain import RUNNING, RetrainStore
+from housing.policy import Decision, Outcome, RetrainPolicy, decide
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import RetrainStore
 from training_job import failpoints
-from training_job.decide import Decision, RetrainPolicy, decide
 from training_job.landing import import_new, list_landing
 from training_job.params import Params
 from training_job.pipeline import Layout, run_pipeline
@@ -105,24 +105,24 @@ def retrain(
     if dry_run:
         return RetrainResult(decision, "dry_run", signals=signals.as_dict())
     if not decision.go:
-        decision_id = store.record_decision(**record, outcome="skipped")
-        return RetrainResult(decision, "skipped", decision_id, signals=signals.as_dict())
+        decision_id = store.record_decision(**record, outcome=Outcome.SKIPPED)
+        return RetrainResult(decision, Outcome.SKIPPED, decision_id, signals=signals.as_dict())
 
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     if store.acquire(holder, settings.lease_ttl_seconds) is None:
         current = store.lease() or {}
-        decision_id = store.record_decision(**record, outcome="already_running")
+        decision_id = store.record_decision(**record, outcome=Outcome.ALREADY_RUNNING)
         log.warning("a retraining run is already going (%s)", current.get("holder"))
         return RetrainResult(
             decision,
-            "already_running",
+            Outcome.ALREADY_RUNNING,
             decision_id,
             signals=signals.as_dict(),
             error=f"a retraining run is already going: {current.get('holder')} "
             f"since {current.get('acquired_at')}",
         )
 
-    decision_id = store.record_decision(**record, outcome=RUNNING)
+    decision_id = store.record_decision(**record, outcome=Outcome.RUNNING)
     store.renew(holder, settings.lease_ttl_seconds, decision_id)
     heartbeat = _Heartbeat(store, holder, settings.lease_ttl_seconds)
     heartbeat.start()
@@ -131,14 +131,14 @@ def retrain(
         layout = Layout(settings.state_dir / "retrain")
         registration = run_pipeline(raw, layout, params, settings)
     except Exception as exc:
-        store.finish_decision(decision_id, "failed", None, error=str(exc)[:2000])
+        store.finish_decision(decision_id, Outcome.FAILED, None, error=str(exc)[:2000])
         raise
     finally:
         heartbeat.stopped.set()
         heartbeat.join()
         store.release(holder)
         records.close()
-    outcome = "promoted" if registration.promoted else "not_promoted"
+    outcome = Outcome.PROMOTED if registration.promoted else Outcome.NOT_PROMOTED
     store.finish_decision(decision_id, outcome, registration.version)
     return RetrainResult(
         decision,

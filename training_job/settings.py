@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from housing.policy import DEFAULT_WINDOW, DriftWindow, LiveWindow
+
 
 class TrainingSettings(BaseSettings):
     """Where the job keeps its state and which MLflow it talks to.
@@ -52,10 +54,10 @@ class TrainingSettings(BaseSettings):
     """A retrain holds its lease this long between heartbeats: a killed run blocks the next one
     for at most this long."""
 
-    live_window: int = Field(default=1000, ge=10, le=10_000)
+    live_window: LiveWindow = DEFAULT_WINDOW
     """Most recent predictions with feedback that live error is computed over."""
 
-    drift_window: int = Field(default=1000, ge=10, le=10_000)
+    drift_window: DriftWindow = DEFAULT_WINDOW
     """Most recent predictions that input drift is computed over."""
 
     git_commit: str | None = None

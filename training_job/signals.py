@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,14 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from model_server.drift import profile_drift
-from model_server.records import RecordStore
-from model_server.records.retrain import RetrainStore
+from housing.contract import PROFILE_DIR, PROFILE_FILENAME, read_profile
+from housing.drift import profile_drift
+from housing.policy import Signals
+from housing.registry import CHAMPION, DATA_DIGEST_TAG, TEST_R2_TAG
+from housing.regression import live_error
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import RetrainStore
 from training_job.datafile import data_digest
-from training_job.decide import Signals
-from training_job.metrics import regression_metrics
-from training_job.register import CHAMPION
 from training_job.settings import TrainingSettings
 
 
@@ -28,18 +28,16 @@ def _champion(model_name: str) -> tuple[Any, dict[str, Any] | None]:
     except MlflowException:
         return None, None
     profile_dir = mlflow.artifacts.download_artifacts(
-        f"models:/{model_name}/{version.version}/extra_files"
+        f"models:/{model_name}/{version.version}/{PROFILE_DIR}"
     )
-    profile = json.loads((Path(profile_dir) / "feature_profile.json").read_text())
+    profile = read_profile(Path(profile_dir) / PROFILE_FILENAME)
     return version, profile
 
 
 def live_r2(records: RecordStore, version: str, window: int) -> tuple[float | None, int]:
     pairs = records.labelled(version, limit=window)
-    if len(pairs) < 2:
-        return None, len(pairs)
-    output, actual = np.array(pairs).T
-    return regression_metrics(actual, output)["r2"], len(pairs)
+    scores = live_error(pairs)
+    return (None if scores is None else scores["r2"]), len(pairs)
 
 
 def input_drift(records: RecordStore, profile: dict[str, Any], window: int) -> dict[str, float]:
@@ -76,10 +74,10 @@ def gather(
         now=datetime.now(UTC),
         data_digest=data_digest(raw),
         champion_version=str(version.version),
-        champion_digest=version.tags.get("data_digest"),
-        latest_digest=latest[0].tags.get("data_digest") if latest else None,
+        champion_digest=version.tags.get(DATA_DIGEST_TAG),
+        latest_digest=latest[0].tags.get(DATA_DIGEST_TAG) if latest else None,
         latest_version=str(latest[0].version) if latest else None,
-        champion_test_r2=float(version.tags["test_r2"]) if "test_r2" in version.tags else None,
+        champion_test_r2=float(version.tags[TEST_R2_TAG]) if TEST_R2_TAG in version.tags else None,
         live_r2=r2,
         live_samples=samples,
         drift=input_drift(records, profile, settings.drift_window),

@@ -13,7 +13,6 @@ from training_job.settings import TrainingSettings
 log = logging.getLogger(__name__)
 
 # MLflow's own tag for the commit, shown in its UI next to every run.
-GIT_COMMIT_TAG = "mlflow.source.git.commit"
 
 
 def connect(settings: TrainingSettings) -> Experiment:

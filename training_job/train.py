@@ -19,23 +19,21 @@ import skops.io
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import infer_signature
 
+from housing.contract import FEATURES, PROFILE_FILENAME, TARGET
+from housing.registry import CANDIDATE_TAG, DATA_DIGEST_TAG, GIT_COMMIT_TAG
+from housing.regression import regression_metrics
 from training_job.candidates import build
 from training_job.io import write_json
-from training_job.metrics import regression_metrics
 from training_job.params import TrainParams
 from training_job.prepare import load_prepared
-from training_job.profile import PROFILE_FILENAME
-from training_job.schema import FEATURES, TARGET
 from training_job.settings import TrainingSettings
-from training_job.tracking import GIT_COMMIT_TAG, connect, git_commit
+from training_job.tracking import connect, git_commit
 
 log = logging.getLogger(__name__)
 
 # Tag on each candidate run: the sha256 of the fitted model file the DVC pipeline keeps, so
 # that evaluate and register find the run that holds exactly that model.
 MODEL_SHA_TAG = "model_sha256"
-CANDIDATE_TAG = "candidate"
-DATA_DIGEST_TAG = "data_digest"
 # The MLflow URI of the logged model (models:/m-...), which register turns into a version.
 MODEL_URI_TAG = "model_uri"
 

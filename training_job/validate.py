@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training_job.schema import RAW_COLUMNS, RAW_RANGES
+from housing.contract import FEATURES, RAW_COLUMNS, RAW_RANGES, physical_violations
 
 # How many offending line numbers a message lists before it says "and N more".
 _MAX_LINES_SHOWN = 10
@@ -175,3 +175,24 @@ def _check_range(values: pd.Series, column: str, problems: list[Problem]) -> Non
                     "impossible", "zero, which cannot occur (must be > 0)", column, _lines(zero)
                 )
             )
+
+
+def check_features(features: pd.DataFrame, source: str) -> None:
+    """The derived features against the contract's physical bounds (housing.contract), the
+    same the server applies to every request: raise DataValidationError naming each feature
+    and the rows (counted from 1 over all files) that break them. The raw checks above make
+    this unreachable for data from the census file; it holds the two sides to one rule."""
+    violations = physical_violations(FEATURES, features[list(FEATURES)].to_numpy("float64"))
+    by_feature: dict[str, list[int]] = {}
+    first: dict[str, str] = {}
+    for v in violations:
+        by_feature.setdefault(v.feature, []).append(v.row + 1)
+        first.setdefault(v.feature, v.message)
+    if by_feature:
+        raise DataValidationError(
+            source,
+            [
+                Problem("impossible", f"e.g. {first[name]}", name, tuple(rows))
+                for name, rows in by_feature.items()
+            ],
+        )

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_server.records.models import (
+from housing.servingdb.models import (
     PredictionRecord,
     compact_json,
     record_from_json,

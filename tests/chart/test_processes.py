@@ -49,7 +49,7 @@ from tests.chart.containers import (
     unread_env,
     wait_http,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -283,7 +283,7 @@ def test_install_trains_registers_and_serves_the_champion(cluster: Path) -> None
     import mlflow as mlflow_client
     import pandas as pd
 
-    from training_job.schema import FEATURES
+    from housing.contract import FEATURES
 
     mlflow_client.set_tracking_uri(mlflow)
     model = mlflow_client.pyfunc.load_model(f"models:/california-housing/{version}")

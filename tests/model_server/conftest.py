@@ -12,7 +12,8 @@ from typing import Any
 
 import joblib
 import pytest
-from server_support import MAX_INSTANCES, ServerProcess, start_server
+
+from tests.support.server import MAX_INSTANCES, ServerProcess, start_server
 
 # The session's TrainedRegistry (tests/conftest.py), typed loosely to avoid importing a conftest.
 TrainedRegistry = Any

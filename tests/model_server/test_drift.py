@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import ks_2samp
 
-from model_server.drift import feature_drift
+from housing.drift import feature_drift
 
 
 def test_ks_is_the_exact_two_sample_statistic_ties_included() -> None:

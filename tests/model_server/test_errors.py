@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from starlette.requests import Request
 
+from housing.servingdb import InvalidFeedbackError, UnknownPredictionError
 from model_server.errors import (
     MAX_LISTED_PROBLEMS,
     ErrorHandler,
@@ -19,7 +20,6 @@ from model_server.errors import (
     as_server_error,
     error_response,
 )
-from model_server.records import InvalidFeedbackError, UnknownPredictionError
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 import yaml
-from server_support import (
+
+from model_server.server import FLUSH_SECONDS, GRACE_SECONDS
+from tests.support.records import TcpProxy, holding_the_write_lock, spill_segments
+from tests.support.server import (
     FEATURES,
     MODEL,
     REPO,
@@ -40,16 +43,7 @@ from server_support import (
     start_server,
     wait_for,
 )
-
-from model_server.server import FLUSH_SECONDS, GRACE_SECONDS
-from tests.model_server.records.records_support import (
-    PG_HOST,
-    PG_PORT,
-    TcpProxy,
-    holding_the_write_lock,
-    postgres_database,
-    spill_segments,
-)
+from tests.support.servers import PG_HOST, PG_PORT, postgres_database
 
 pytestmark = pytest.mark.slow
 

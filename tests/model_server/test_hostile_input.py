@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from server_support import FEATURES, MAX_INSTANCES, MODEL, ROWS, ServerProcess, wait_for
+
+from tests.support.server import FEATURES, MAX_INSTANCES, MODEL, ROWS, ServerProcess, wait_for
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
@@ -616,22 +617,22 @@ def test_none_reached_the_model_and_the_log_has_them(
             assert fragment in str(row["error"]), (rid, row["error"])
 
 
-def test_zero_counts_follow_the_profile(client: httpx.Client) -> None:
-    """Zero rooms, occupants or population: the feature profile's valid domain (training
-    min/max widened by 10%, clamped at 0 for features that cannot be negative) is what decides.
-    The OpenAPI document states it; the server answers by it."""
+def test_zero_counts_follow_the_contract(client: httpx.Client) -> None:
+    """Zero rooms, occupants or population is impossible (housing.contract's physical bounds),
+    whatever the profile's range allows: a 400 naming the feature, and the OpenAPI document
+    says so (exclusiveMinimum 0). Zero bedrooms is possible: the profile's range decides."""
     document = client.get("/openapi.json").json()
     body = document["paths"]["/v1/models/{model_name}:predict"]["post"]["requestBody"]
     by_name = body["content"]["application/json"]["schema"]["properties"]["instances"]["items"]
     domain = by_name["anyOf"][1]["properties"]
-    for feature in ("AveOccup", "AveRooms", "AveBedrms", "Population"):
-        low = domain[feature]["minimum"]
+    for feature in ("AveOccup", "AveRooms", "Population"):
+        assert domain[feature].get("exclusiveMinimum", domain[feature].get("minimum")) >= 0
         response = client.post(V1, json={"instances": [{**OBJECT, feature: 0}]})
-        if low <= 0:
-            assert response.status_code == 200, (feature, response.text)
-        else:
-            assert response.status_code == 400, (feature, response.text)
-            assert f"instance 0, feature '{feature}'" in response.json()["error"]
+        assert response.status_code == 400, (feature, response.text)
+        assert f"instance 0, feature '{feature}'" in response.json()["error"]
+    low = domain["AveBedrms"]["minimum"]
+    response = client.post(V1, json={"instances": [{**OBJECT, "AveBedrms": 0}]})
+    assert response.status_code == (200 if low <= 0 else 400), response.text
 
 
 # -- the operational API: values no JSON number should carry (each was a 500 before)

@@ -129,6 +129,7 @@ def test_signals_are_exported_as_one_set_per_served_version() -> None:
                 last_decision=1000.0,
                 last_success=900.0,
                 last_go_unpromoted=False,
+                policy={"drift_threshold": 0.25, "enabled": 1.0},
             ),
         )
     )
@@ -148,6 +149,8 @@ def test_signals_are_exported_as_one_set_per_served_version() -> None:
     assert value("model_server_retrain_running", {"model_name": "m"}) == 1
     assert value("model_server_retrain_decisions", {"model_name": "m", "outcome": "promoted"}) == 2
     assert value("model_server_retrain_decisions", {"model_name": "m", "outcome": "failed"}) == 0
+    setting = {"model_name": "m", "setting": "drift_threshold"}
+    assert value("model_server_retrain_policy", setting) == 0.25
     assert value("model_server_retrain_last_success_timestamp_seconds", {"model_name": "m"}) == 900
     assert (
         value("model_server_retrain_last_decision_timestamp_seconds", {"model_name": "m"}) == 1000

@@ -21,18 +21,18 @@ from typing import Any
 
 import httpx
 import pytest
-from kube_double import TOKEN, KubeDouble
-from server_support import REPO, ServerProcess, free_port, sample, start_server, wait_for
 
+from housing.policy import RetrainPolicy
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import RetrainStore
 from model_server.launchers import (
     KubernetesLauncher,
     LaunchError,
     job_from_cronjob,
     manual_job_name,
 )
-from model_server.records import RecordStore
-from model_server.records.retrain import RetrainStore
-from training_job.decide import RetrainPolicy
+from tests.support.kube_double import TOKEN, KubeDouble
+from tests.support.server import REPO, ServerProcess, free_port, sample, start_server, wait_for
 
 # A CronJob as the API server returns it: the chart's, with what the server adds.
 CRONJOB = json.loads((Path(__file__).parent / "testdata" / "retrain_cronjob.json").read_text())
@@ -51,8 +51,8 @@ from model_server.launchers import (
     job_from_cronjob,
     manual_job_name,
 )
-from model_server.records import RecordStore
-from model_server.records.retrain import RetrainStore
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import RetrainStore
 
 here = Path.cwd()
 (here / f"launched-{os.getpid()}.json").write_text(json.dumps({

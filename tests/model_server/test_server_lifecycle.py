@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import pandas as pd
-from server_support import (
+
+from tests.support.records import TcpProxy
+from tests.support.server import (
     FEATURES,
     MODEL,
     ROWS,
@@ -27,9 +29,7 @@ from server_support import (
     start_server,
     wait_for,
 )
-
-from tests.model_server.records.records_support import TcpProxy
-from tests.servers import mlflow_server
+from tests.support.servers import mlflow_server
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"

@@ -9,7 +9,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from server_support import FEATURES, MAX_INSTANCES, MODEL, ROWS, ServerProcess, wait_for
+
+from tests.support.server import FEATURES, MAX_INSTANCES, MODEL, ROWS, ServerProcess, wait_for
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"

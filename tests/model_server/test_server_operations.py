@@ -4,10 +4,12 @@ Prometheus exposition (names and labels are a contract with dashboards and alert
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from server_support import MODEL, ROWS, ServerProcess, wait_for
+
+from tests.support.server import MODEL, ROWS, ServerProcess, wait_for
 
 V1 = f"/v1/models/{MODEL}:predict"
 
@@ -175,6 +177,18 @@ def test_prometheus_names_and_labels(client: httpx.Client) -> None:
 
 
 def test_inflight_gauge_returns_to_zero(served: ServerProcess) -> None:
+    """Requests of every ending (answered, refused, concurrent) leave the gauge at 0: sent here,
+    so that the test can fail whatever ran before it (at the start, 0 proves nothing)."""
+
+    def one(index: int) -> int:
+        with served.client() as http:
+            row = list(ROWS[0]) if index % 3 else ["not a number", *ROWS[0][1:]]
+            return http.post(V1, json={"instances": [row] * (1 + index % 5)}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one, range(24)))
+    assert set(statuses) == {200, 400}, statuses
+
     def idle() -> bool:
         text = served.get("/metrics").text
         return 'model_server_inflight_requests{model_name="california-housing"} 0.0' in text

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
-from server_support import FEATURES, MODEL, ROWS, ServerProcess
+
+from tests.support.server import FEATURES, MODEL, ROWS, ServerProcess
 
 X = np.array(ROWS, dtype=np.float64)
 TOLERANCE = 1e-4  # the server's stated ONNX tolerance, in $100,000

@@ -11,7 +11,8 @@ import re
 
 import httpx
 import pytest
-from server_support import MODEL, TESTDATA, ServerProcess
+
+from tests.support.server import MODEL, TESTDATA, ServerProcess
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"

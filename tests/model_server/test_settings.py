@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 
 from model_server.settings import ServerSettings
 
@@ -114,3 +115,52 @@ def test_refused(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None
 def test_the_challenger_is_an_alias_of_the_served_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL_SERVER_MODEL_URI", "models:/other/3")
     assert ServerSettings().challenger_uri == "models:/other@challenger"
+
+
+# -- the documented table ----------------------------------------------------------------------
+
+SERVER_DOC = Path(__file__).resolve().parents[2] / "docs" / "model-server.md"
+
+
+def documented_settings() -> dict[str, str]:
+    """docs/model-server.md's Configuration table: variable -> its default column."""
+    section = SERVER_DOC.read_text(encoding="utf-8").split("## Configuration")[1]
+    table = [line for line in section.split("\n## ")[0].splitlines() if line.startswith("| `")]
+    rows = (line.strip("|").split("|") for line in table)
+    return {name.strip().strip("`"): default.strip() for name, default, *_ in rows}
+
+
+def env_names(field_name: str) -> list[str]:
+    field = ServerSettings.model_fields[field_name]
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"{ServerSettings.model_config.get('env_prefix', '')}{field_name}".upper()]
+
+
+def shown(value: object) -> str | None:
+    """A default as the table writes it (in backquotes), or None where it writes prose."""
+    if value is None or value == ():
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def test_the_documented_settings_are_the_settings_with_their_defaults() -> None:
+    """The table documents every setting, no other, each with the default the code has (the
+    docstrings under the fields in model_server/settings.py are the longer truth)."""
+    documented = documented_settings()
+    expected: dict[str, str | None] = {}
+    for name, field in ServerSettings.model_fields.items():
+        for env in env_names(name):
+            expected[env] = shown(field.default)
+        if name.endswith("_file"):  # the keys' files: documented beside their variables
+            expected[f"{ServerSettings.model_config.get('env_prefix', '')}{name}".upper()] = None
+    assert set(documented) == set(expected)
+    for env, default in expected.items():
+        if default is not None:
+            first = re.match(r"`([^`]*)`", documented[env])
+            assert first is not None and first.group(1) == default, (env, documented[env])

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from server_support import (
+from sklearn.metrics import r2_score
+
+from tests.support.server import (
     FEATURES,
     MODEL,
     REPO,
@@ -32,7 +34,6 @@ from server_support import (
     start_server,
     wait_for,
 )
-from sklearn.metrics import r2_score
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
@@ -196,7 +197,7 @@ def test_shadow_then_the_challenger_wins_on_live_error_and_is_served_without_res
 
 
 def promote_challenger(uri: str, server: ServerProcess, state: Path) -> dict[str, Any]:
-    from tests.conftest import pipeline_env, run_training_job
+    from tests.support.pipeline import pipeline_env, run_training_job
 
     env = pipeline_env(state, uri) | {
         "TRAINING_SERVING_DATABASE_URL": f"sqlite:///{server.database}"

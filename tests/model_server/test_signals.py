@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from server_support import (
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+from tests.support.server import (
     FEATURES,
     MODEL,
     ServerProcess,
@@ -23,7 +25,6 @@ from server_support import (
     start_server,
     wait_for,
 )
-from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
 V1 = f"/v1/models/{MODEL}:predict"
 WINDOW = 1000  # MODEL_SERVER_DRIFT_WINDOW's default
@@ -147,6 +148,7 @@ def test_label_sets_of_the_signal_metrics(server: ServerProcess) -> None:
         "model_server_retrain_running": {"model_name"},
         "model_server_retrain_last_go_unpromoted": {"model_name"},
         "model_server_retrain_decisions": {"model_name", "outcome"},
+        "model_server_retrain_policy": {"model_name", "setting"},
     }
     for name, labels in expected.items():
         found = samples(text, name)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kserve import InferInput, InferRequest
-from server_support import FEATURES, MODEL, ROWS
 
+from housing.contract import POSITIVE_FEATURES
 from model_server.errors import (
     BadRequestError,
     InvalidInstancesError,
@@ -25,6 +25,7 @@ from model_server.protocol import (
     v2_invalid_text,
 )
 from model_server.validation import ContractError, FeatureSchema, describe_type
+from tests.support.server import FEATURES, MODEL, ROWS
 
 RANGES = {
     "MedInc": (0.0, 16.45),
@@ -239,7 +240,12 @@ def test_describe_type(value: object, problem: str | None) -> None:
 
 
 finite_in_range = st.lists(
-    st.tuples(*[st.floats(lo, hi, allow_nan=False) for lo, hi in RANGES.values()]),
+    st.tuples(
+        *[
+            st.floats(lo, hi, allow_nan=False, exclude_min=name in POSITIVE_FEATURES)
+            for name, (lo, hi) in RANGES.items()
+        ]
+    ).filter(lambda r: r[3] <= r[2]),  # AveBedrms not above AveRooms
     min_size=1,
     max_size=20,
 )
@@ -316,3 +322,45 @@ def test_v2_text_that_is_not_unicode_is_found() -> None:
     assert v2_invalid_text(request) == ["parameters key", "inputs[0].name"]
     fine = InferRequest(MODEL, [InferInput("Médïan", [1, 8], "FP64", data=list(ROWS[0]))])
     assert v2_invalid_text(fine) == []
+
+
+# -- physical bounds (housing.contract): inside the profile's range, still impossible ----------
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"AveOccup": 0.0}, [(0, "AveOccup", "0 is impossible: AveOccup must be > 0")]),
+        ({"AveRooms": 0.0, "AveBedrms": 0.0}, [(0, "AveRooms", "AveRooms must be > 0")]),
+        ({"Population": 0.0}, [(0, "Population", "Population must be > 0")]),
+        (
+            {"AveRooms": 2.0, "AveBedrms": 3.0},
+            [(0, "AveBedrms", "3 is above AveRooms 2: AveBedrms cannot exceed AveRooms")],
+        ),
+        ({"AveRooms": 2.0, "AveBedrms": 2.0}, []),  # equal is possible: every room a bedroom
+        ({"MedInc": 0.0, "HouseAge": 0.0, "AveBedrms": 0.0}, []),  # zero is possible there
+    ],
+)
+def test_physically_impossible_values_are_refused_inside_the_range(
+    schema: FeatureSchema, changes: dict[str, float], expected: list[tuple[int, str, str]]
+) -> None:
+    row = dict(zip(FEATURES, ROWS[0], strict=True)) | changes
+    body = {"instances": [list(ROWS[0]), [row[n] for n in FEATURES]]}
+    if not expected:
+        v1_features(body, schema, 10)
+        return
+    with pytest.raises(InvalidInstancesError) as error:
+        v1_features(body, schema, 10)
+    got = [(p.instance, p.feature, str(p)) for p in error.value.problems]
+    assert [(i + 1, f) for i, f, _ in expected] == [(i, f) for i, f, _ in got]
+    for (_, _, message), (_, _, text) in zip(expected, got, strict=True):
+        assert message in text
+
+
+def test_a_value_out_of_range_is_named_once(schema: FeatureSchema) -> None:
+    row = dict(zip(FEATURES, ROWS[0], strict=True)) | {"AveOccup": -1.0}
+    with pytest.raises(InvalidInstancesError) as error:
+        v1_features({"instances": [[row[n] for n in FEATURES]]}, schema, 10)
+    assert [(p.feature, "below valid_min" in str(p)) for p in error.value.problems] == [
+        ("AveOccup", True)
+    ]

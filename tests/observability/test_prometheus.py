@@ -24,7 +24,16 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.model_server.server_support import (
+from tests.observability.conftest import alert_rules, dashboards, panels, recording_rules
+from tests.observability.promql import as_signal, grouping_labels, selectors
+from tests.support.prometheus import (
+    PrometheusProcess,
+    PromQLError,
+    scrape_config,
+    start_prometheus,
+    wait_until,
+)
+from tests.support.server import (
     FEATURES,
     MODEL,
     ServerProcess,
@@ -34,15 +43,6 @@ from tests.model_server.server_support import (
     start_server,
     wait_for,
 )
-from tests.observability.conftest import alert_rules, dashboards, panels, recording_rules
-from tests.observability.prometheus_support import (
-    PrometheusProcess,
-    PromQLError,
-    scrape_config,
-    start_prometheus,
-    wait_until,
-)
-from tests.observability.promql import as_signal, grouping_labels, selectors
 
 pytestmark = pytest.mark.slow
 
@@ -210,8 +210,8 @@ def scenario(
     rendered_rules_file: Path,
     service_monitor: dict[str, Any],
 ) -> Iterator[Scenario]:
-    from model_server.records import RecordStore
-    from model_server.records.retrain import RetrainStore
+    from housing.servingdb import RecordStore
+    from housing.servingdb.retrain import RetrainStore
 
     work = tmp_path_factory.mktemp("observability")
     tracking_uri = copy_registry(trained_registry.state_dir / "mlflow.db", work / "registry")
@@ -503,5 +503,6 @@ def test_server_exports_what_the_brief_names(scenario: Scenario) -> None:
         "model_server_retrain_last_decision_timestamp_seconds": {"model_name"},
         "model_server_retrain_decisions": {"model_name", "outcome"},
         "model_server_retrain_last_go_unpromoted": {"model_name"},
+        "model_server_retrain_policy": {"model_name", "setting"},
     }.items():
         assert names.get(metric) == labels, metric

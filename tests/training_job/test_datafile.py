@@ -5,9 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from tests.support.pipeline import RAW_DATA, REPO
 from training_job.datafile import data_digest, data_files, dvc_recorded_md5, file_md5
-
-from ..conftest import RAW_DATA, REPO
 
 
 def test_single_file_digest_is_the_dvc_md5() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from training_job.decide import RetrainPolicy, Signals, decide
+from housing.policy import RetrainPolicy, Signals, decide
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 POLICY = RetrainPolicy()

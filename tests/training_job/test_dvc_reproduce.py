@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO, copy_workspace, pipeline_env
+from tests.support.pipeline import REPO, copy_workspace, pipeline_env
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from housing.contract import FEATURES, RAW_COLUMNS, TARGET
+from tests.support.pipeline import RAW_DATA
 from training_job.features import assign_splits, derive_features, split_buckets
-from training_job.schema import FEATURES, RAW_COLUMNS, TARGET
 from training_job.validate import read_raw
-
-from ..conftest import RAW_DATA
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ import psycopg
 import pytest
 from mlflow import MlflowClient
 
-from ..conftest import run_pipeline
-from ..servers import mlflow_server, postgres_database
+from housing.contract import PROFILE_FILENAME, PROFILE_PATH
+from tests.support.pipeline import run_pipeline
+from tests.support.servers import mlflow_server, postgres_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -20,10 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 def test_pipeline_against_mlflow_server_on_postgres(tmp_path: Path) -> None:
     artifacts = tmp_path / "artifacts"
     with (
-        postgres_database("mlflow") as db,
-        mlflow_server(
-            f"postgresql+psycopg://root@127.0.0.1:5432/{db}", artifacts, tmp_path / "mlflow.log"
-        ) as url,
+        postgres_database("mlflow") as db_url,
+        mlflow_server(db_url, artifacts, tmp_path / "mlflow.log") as url,
     ):
         run_pipeline(tmp_path / "ws", tmp_path / "state", tracking_uri=url)
 
@@ -35,12 +34,12 @@ def test_pipeline_against_mlflow_server_on_postgres(tmp_path: Path) -> None:
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")
         mlflow.set_tracking_uri(url)
         local = Path(mlflow.artifacts.download_artifacts("models:/california-housing@champion"))
-        profile = json.loads((local / "extra_files" / "feature_profile.json").read_text())
+        profile = json.loads((local / PROFILE_PATH).read_text())
         assert len(profile["features"]) == 8
         # ... and they are stored where the server keeps them.
-        assert list(artifacts.rglob("feature_profile.json"))
+        assert list(artifacts.rglob(PROFILE_FILENAME))
 
-        with psycopg.connect(f"postgresql://root@127.0.0.1:5432/{db}") as conn:
+        with psycopg.connect(db_url.replace("+psycopg", "")) as conn:
             (versions,) = conn.execute("SELECT count(*) FROM model_versions").fetchone()  # type: ignore[misc]
             (alias_version,) = conn.execute(  # type: ignore[misc]
                 "SELECT version FROM registered_model_aliases WHERE alias = 'champion'"

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.pipeline import REPO
 from training_job.params import ParamsError, load_params
-
-from ..conftest import REPO
 
 
 def test_the_projects_params_load() -> None:
@@ -37,8 +36,8 @@ def test_unknown_key_is_rejected(tmp_path: Path) -> None:
 
 
 def test_bad_value_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ParamsError, match=r"register\.r2_floor"):
-        load_params(edited(tmp_path, {"register.r2_floor": "high"}))
+    with pytest.raises(ParamsError, match=r"register\.test_r2_floor"):
+        load_params(edited(tmp_path, {"register.test_r2_floor": "high"}))
 
 
 def test_missing_file(tmp_path: Path) -> None:

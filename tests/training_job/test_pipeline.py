@@ -10,10 +10,16 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from housing.contract import FEATURES, PROFILE_PATH
+from tests.support.pipeline import (
+    RAW_DATA,
+    REPO,
+    TrainedRegistry,
+    pipeline_env,
+    run_pipeline,
+    run_training_job,
+)
 from training_job.datafile import file_md5
-from training_job.schema import FEATURES
-
-from ..conftest import RAW_DATA, REPO, TrainedRegistry, pipeline_env, run_pipeline, run_training_job
 
 pytestmark = pytest.mark.slow
 MODEL = "california-housing"
@@ -57,7 +63,7 @@ def test_champion_is_registered_with_its_contract(trained_registry: TrainedRegis
     }
 
     model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}@champion"))
-    profile = json.loads((model_dir / "extra_files" / "feature_profile.json").read_text())
+    profile = json.loads((model_dir / PROFILE_PATH).read_text())
     assert [f["name"] for f in profile["features"]] == list(FEATURES)
     assert profile["data_digest"] == tags["data_digest"]
     model_info = mlflow.models.get_model_info(f"models:/{MODEL}@champion")

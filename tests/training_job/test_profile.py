@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from housing.contract import FEATURES
+from tests.support.pipeline import RAW_DATA, REPO
 from training_job.features import derive_features
 from training_job.params import load_params
 from training_job.profile import build_profile
-from training_job.schema import FEATURES
 from training_job.validate import read_raw
-
-from ..conftest import RAW_DATA, REPO
 
 
 @pytest.fixture(scope="module")

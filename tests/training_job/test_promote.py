@@ -21,14 +21,13 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from model_server.records import PredictionRecord, RecordStore
-from model_server.records.retrain import RetrainStore
-from training_job.decide import RetrainPolicy
+from housing.contract import FEATURES, TARGET
+from housing.policy import RetrainPolicy
+from housing.servingdb import PredictionRecord, RecordStore
+from housing.servingdb.retrain import RetrainStore
+from tests.support.pipeline import pipeline_env, run_training_job
 from training_job.promote import LiveScore, compare, promote_challenger
-from training_job.schema import FEATURES, TARGET
 from training_job.settings import TrainingSettings
-
-from ..conftest import pipeline_env, run_training_job
 
 MODEL = "california-housing"
 LABELLED = 150

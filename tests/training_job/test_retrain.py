@@ -20,14 +20,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from model_server.records import PredictionRecord, RecordStore
-from model_server.records.models import retrain_lease
-from model_server.records.retrain import RetrainStore
+from housing.contract import FEATURES, RAW_COLUMNS
+from housing.servingdb import PredictionRecord, RecordStore
+from housing.servingdb.models import retrain_lease
+from housing.servingdb.retrain import RetrainStore
+from tests.support.pipeline import RAW_DATA, REPO, copy_workspace, pipeline_env
 from training_job.features import derive_features
-from training_job.schema import FEATURES, RAW_COLUMNS
 from training_job.validate import read_raw
-
-from ..conftest import RAW_DATA, REPO, copy_workspace, pipeline_env
 
 pytestmark = pytest.mark.slow
 MODEL = "california-housing"

@@ -109,3 +109,20 @@ def test_not_utf8_and_missing_file(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00garbage")
     assert "[encoding]" in problems_of(path)[0]
     assert "does not exist" in problems_of(tmp_path / "nope.data")[0]
+
+
+def test_the_derived_features_are_held_to_the_contracts_physical_bounds() -> None:
+    """The pipeline applies the bounds the server applies (housing.contract), by feature."""
+    import pandas as pd
+
+    from housing.contract import FEATURES
+    from training_job.validate import check_features
+
+    good = dict(zip(FEATURES, (3.0, 20.0, 5.0, 1.0, 1000.0, 2.5, 37.0, -122.0), strict=True))
+    rows = [good, good | {"AveOccup": 0.0}, good | {"AveBedrms": 6.0}, good | {"AveOccup": 0.0}]
+    check_features(pd.DataFrame([good, good]), "ok")
+    with pytest.raises(DataValidationError) as error:
+        check_features(pd.DataFrame(rows), "batch")
+    found = {p.column: (p.check, p.lines) for p in error.value.problems}
+    assert found == {"AveOccup": ("impossible", (2, 4)), "AveBedrms": ("impossible", (3,))}
+    assert "AveOccup must be > 0" in str(error.value)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.pipeline import copy_workspace
 from training_job.datafile import file_md5
 from training_job.workspace import materialize
-
-from ..conftest import copy_workspace
 
 
 def test_materialize_copies_the_pipeline_and_pulls_the_data(tmp_path: Path) -> None:

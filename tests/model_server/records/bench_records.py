@@ -16,9 +16,10 @@ import threading
 import time
 from pathlib import Path
 
-from records_support import new_records, postgres_database
-
-from model_server.records import PredictionRecord, RecordStore, RecordWriter
+from housing.servingdb import PredictionRecord, RecordStore
+from model_server.records.writer import RecordWriter
+from tests.support.records import new_records
+from tests.support.servers import postgres_database
 
 
 def through_writer(url: str, rows: int, threads: int) -> float:

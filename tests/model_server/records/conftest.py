@@ -13,17 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from records_support import (
-    PG_HOST,
-    PG_PORT,
-    FakeStore,
-    TcpProxy,
-    WriterFactory,
-    drop_schema,
-    postgres_database,
-)
 
-from model_server.records import RecordStore, RecordWriter
+from housing.servingdb import RecordStore
+from model_server.records.writer import RecordWriter
+from tests.support.records import FakeStore, TcpProxy, WriterFactory, drop_schema
+from tests.support.servers import PG_HOST, PG_PORT, postgres_database
 
 
 @pytest.fixture

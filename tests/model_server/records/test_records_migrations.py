@@ -12,9 +12,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from model_server.records import RecordStore
-from model_server.records.migrations import SCRIPT_LOCATION, VERSION_TABLE, alembic_config
-from model_server.records.models import metadata
+from housing.servingdb import RecordStore
+from housing.servingdb.migrations import SCRIPT_LOCATION, VERSION_TABLE, alembic_config
+from housing.servingdb.models import metadata
 
 # What pyproject ships besides modules: [tool.setuptools.package-data] "*".
 PACKAGE_DATA = ("*.json", "*.ini", "*.mako")

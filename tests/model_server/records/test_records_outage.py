@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from records_support import (
+
+from housing.servingdb import PredictionRecord, RecordStore
+from housing.servingdb.models import predictions
+from model_server.records.writer import RecordWriter
+from tests.support.records import (
     TcpProxy,
     WriterFactory,
     holding_the_write_lock,
@@ -17,9 +21,6 @@ from records_support import (
     spill_segments,
     wait_until,
 )
-
-from model_server.records import PredictionRecord, RecordStore, RecordWriter
-from model_server.records.models import predictions
 
 
 def stored_ids(store: RecordStore) -> list[str]:

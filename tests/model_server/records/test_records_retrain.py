@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from model_server.records import RecordStore
-from model_server.records.retrain import RetrainStore
+from housing.servingdb import RecordStore
+from housing.servingdb.retrain import RetrainStore
 
 
 @pytest.fixture

@@ -12,16 +12,16 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from records_support import new_record, new_records
 
-from model_server.records import (
+from housing.servingdb import (
     InvalidFeedbackError,
     PredictionRecord,
     RecordStore,
     StoreUnavailableError,
     UnknownPredictionError,
 )
-from model_server.records.models import predictions, to_row
+from housing.servingdb.models import predictions, to_row
+from tests.support.records import new_record, new_records
 
 
 def stored_row(store: RecordStore, prediction_id: str) -> dict[str, object]:

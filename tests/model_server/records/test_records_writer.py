@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from records_support import (
+
+from housing.servingdb import PredictionRecord, RecordStore
+from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, SpillQueue, encode
+from model_server.records.writer import RecordWriter
+from tests.support.records import (
     FakeStore,
     WriterFactory,
     new_record,
@@ -18,9 +22,6 @@ from records_support import (
     spill_segments,
     wait_until,
 )
-
-from model_server.records import PredictionRecord, RecordStore, RecordWriter
-from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, SpillQueue, encode
 
 
 def ids(records: list[PredictionRecord]) -> list[str]:

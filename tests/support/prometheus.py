@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.servers import free_port, wait_http
+from tests.support.servers import free_port, wait_http
 
 # ServiceMonitor relabeling keys (prometheus-operator, camelCase) -> Prometheus's.
 RELABEL_KEYS = {

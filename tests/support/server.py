@@ -22,10 +22,9 @@ from typing import Any
 
 import httpx
 
-from tests.servers import free_port as free_port  # re-exported for the tests here
-
 # Only to build test requests (re-exported): the server reads them from the model's signature.
-from training_job.schema import FEATURES as FEATURES
+from housing.contract import FEATURES as FEATURES
+from tests.support.servers import free_port as free_port  # re-exported for the tests here
 
 REPO = Path(__file__).resolve().parents[2]
 TESTDATA = REPO / "tests" / "testdata" / "model_server"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from model_server.records.migrations import VERSION_TABLE
-from model_server.records.models import metadata
+from housing.servingdb.migrations import VERSION_TABLE
+from housing.servingdb.models import metadata
 
 
 def _ours(name: str | None, type_: str, parent_names: object) -> bool:

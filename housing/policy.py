@@ -8,9 +8,48 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The windows the signals are computed over, the same for the server's gauges and the job's
+# decision (TRAINING_ and MODEL_SERVER_ LIVE_WINDOW / DRIFT_WINDOW), so that both judge alike.
+DEFAULT_WINDOW = 1000
+LiveWindow = Annotated[int, Field(ge=10, le=10_000)]
+"""Newest predictions with feedback that live error is computed over."""
+DriftWindow = Annotated[int, Field(ge=10, le=100_000)]
+"""Newest validated inputs that input drift is computed over."""
+
+
+class Outcome(StrEnum):
+    """What became of a recorded decision (the serving database's retrain_decisions.outcome,
+    the server's model_server_retrain_decisions_total{outcome})."""
+
+    SKIPPED = "skipped"
+    """No trigger fired, or a blocker held: nothing ran."""
+    ALREADY_RUNNING = "already_running"
+    """Another run holds the lease."""
+    RUNNING = "running"
+    """Went; the pipeline is running."""
+    PROMOTED = "promoted"
+    """Went, and the new version became @champion."""
+    NOT_PROMOTED = "not_promoted"
+    """Went, and the gate kept the champion."""
+    FAILED = "failed"
+    """Went, and the run raised."""
+    ABANDONED = "abandoned"
+    """Went, and the run died: its lease expired (marked by the next run)."""
+
+
+# A run that went and is over; and of those, the ones whose gate judged the model.
+FINISHED: tuple[Outcome, ...] = (
+    Outcome.PROMOTED,
+    Outcome.NOT_PROMOTED,
+    Outcome.FAILED,
+    Outcome.ABANDONED,
+)
+CONCLUDED: tuple[Outcome, ...] = (Outcome.PROMOTED, Outcome.NOT_PROMOTED)
 
 
 class RetrainPolicy(BaseModel):

@@ -122,7 +122,7 @@ predictions = sa.Table(
 )
 
 
-# Retraining state (model_server/records/retrain.py): the policy, every decision, the lease.
+# Retraining state (housing/servingdb/retrain.py): the policy, every decision, the lease.
 retrain_config = sa.Table(
     "retrain_config",
     metadata,

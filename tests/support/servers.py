@@ -14,7 +14,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-PG_DSN = "postgresql://root@127.0.0.1:5432/postgres"
+# The tests' PostgreSQL (scripts/postgres.sh starts it): role root, trusted on loopback.
+PG_HOST = os.environ.get("RECORDS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("RECORDS_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("RECORDS_TEST_PG_USER", "root")
+PG_ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres connect_timeout=5"
 
 
 def free_port() -> int:
@@ -49,19 +53,28 @@ def stop(process: subprocess.Popen[bytes], grace: float = 15) -> None:
             process.wait()
 
 
+def pg_url(database: str, host: str = PG_HOST, port: int = PG_PORT) -> str:
+    """The SQLAlchemy URL of `database` on the test PostgreSQL (or through a proxy)."""
+    return f"postgresql+psycopg://{PG_USER}@{host}:{port}/{database}"
+
+
 @contextlib.contextmanager
 def postgres_database(prefix: str = "test") -> Iterator[str]:
-    """A new, empty PostgreSQL database on 127.0.0.1:5432; dropped afterwards. Yields its name."""
+    """A new, empty database on the test PostgreSQL; its SQLAlchemy URL. Dropped, connections
+    and all, afterwards."""
     import psycopg
+    from psycopg import sql
 
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield name
+        yield pg_url(name)
     finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @contextlib.contextmanager

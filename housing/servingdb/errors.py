@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import exc
+
 
 class RecordsError(Exception):
     """Root of the records errors."""
@@ -29,3 +31,11 @@ class StoreUnavailableError(RecordsError):
     """The database cannot be reached or is locked; worth retrying later."""
 
     status_code = 503
+
+
+def connection_failed(error: BaseException) -> bool:
+    """Whether `error` is the database's connection failing (down, locked, timed out), not the
+    statement: worth retrying later. The one classification the stores and the writer share."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError)

@@ -5,7 +5,8 @@ judge drift identically. The statistics come from scipy, not hand-rolled:
 
 - PSI (population stability index) over the profile's equal-frequency bins: the symmetric
   Kullback-Leibler divergence, sum(rel_entr(p, q) + rel_entr(q, p)). Conventional reading:
-  < 0.1 no shift, 0.1-0.2 moderate, > 0.2 significant. The retraining threshold is 0.2.
+  < 0.1 no shift, 0.1-0.2 moderate, > 0.2 significant. The retraining threshold is the
+  policy's drift_threshold (housing.policy.RetrainPolicy, 0.2 by default).
 - Two-sample Kolmogorov-Smirnov statistic against the profile's reference sample
   (scipy.stats.ks_2samp), exported for context; with large windows its p-value flags
   differences too small to matter, so it is not a trigger.

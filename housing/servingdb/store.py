@@ -7,7 +7,6 @@ import numbers
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -16,13 +15,14 @@ from alembic import command
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from model_server.records.errors import (
+from housing.servingdb.errors import (
     InvalidFeedbackError,
     StoreUnavailableError,
     UnknownPredictionError,
+    connection_failed,
 )
-from model_server.records.migrations import alembic_config
-from model_server.records.models import (
+from housing.servingdb.migrations import alembic_config
+from housing.servingdb.models import (
     INSERT_COLUMNS,
     PredictionRecord,
     as_utc,
@@ -32,7 +32,8 @@ from model_server.records.models import (
     row_to_dict,
     sqlite_timestamp,
 )
-from model_server.records.summary import build_summary
+from housing.servingdb.summary import build_summary
+from housing.urls import sqlite_file
 
 MAX_LIMIT = 10_000
 # Key of the PostgreSQL advisory lock that serializes replicas migrating at the same time.
@@ -233,15 +234,9 @@ def _translate_errors() -> Iterator[None]:
     try:
         yield
     except exc.SQLAlchemyError as error:
-        if not _unavailable(error):
+        if not connection_failed(error):
             raise
         raise StoreUnavailableError(f"prediction store unavailable: {_reason(error)}") from error
-
-
-def _unavailable(error: exc.SQLAlchemyError) -> bool:
-    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError)
 
 
 def _reason(error: exc.SQLAlchemyError) -> str:
@@ -252,13 +247,13 @@ def _reason(error: exc.SQLAlchemyError) -> str:
 def _create_engine(url: URL, busy_timeout: float, connect_timeout: float, pool_size: int) -> Engine:
     backend = url.get_backend_name()
     if backend == "sqlite":
-        database = url.database
-        if not database or database == ":memory:" or url.query.get("mode") == "memory":
+        database = sqlite_file(url.render_as_string(hide_password=False))
+        if database is None:
             raise ValueError(
                 "in-memory SQLite is not supported (each connection would see its own empty "
                 "database); use a file: sqlite:///path/to/records.db"
             )
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        database.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url, json_serializer=compact_json, connect_args={"timeout": busy_timeout}
         )

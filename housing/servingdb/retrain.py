@@ -16,17 +16,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from model_server.records.models import retrain_config, retrain_decisions, retrain_lease
-from model_server.records.store import RecordStore, _translate_errors
+from housing.policy import CONCLUDED, FINISHED, Outcome
+from housing.servingdb.models import retrain_config, retrain_decisions, retrain_lease
+from housing.servingdb.store import RecordStore, _translate_errors
 
 LEASE = "retrain"
-RUNNING = "running"
-PROMOTED = "promoted"
-NOT_PROMOTED = "not_promoted"
-# Outcomes of runs that went and finished (a retrain or a live comparison).
-FINISHED = (PROMOTED, NOT_PROMOTED, "failed", "abandoned")
-# Outcomes of runs that finished with a verdict (the gate's, or a live comparison's).
-CONCLUDED = (PROMOTED, NOT_PROMOTED)
 
 
 @dataclass(frozen=True)
@@ -42,15 +36,6 @@ class RetrainOverview:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """Aggregates (max) bypass the column type: SQLite hands back naive UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite's max() of a timestamp column is its text
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class RetrainStore:
@@ -108,7 +93,7 @@ class RetrainStore:
         reasons: list[str],
         signals: dict[str, Any],
         policy: dict[str, Any],
-        outcome: str,
+        outcome: Outcome,
     ) -> int:
         now = _now()
         with self._transaction() as connection:
@@ -122,22 +107,29 @@ class RetrainStore:
                     reasons=reasons,
                     signals=json.loads(json.dumps(signals, default=str)),
                     policy=policy,
-                    outcome=outcome,
-                    started_at=now if outcome == RUNNING else None,
-                    finished_at=None if outcome == RUNNING else now,
+                    outcome=Outcome(outcome).value,
+                    started_at=now if outcome == Outcome.RUNNING else None,
+                    finished_at=None if outcome == Outcome.RUNNING else now,
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def finish_decision(
-        self, decision_id: int, outcome: str, model_version: str | None, error: str | None = None
+        self,
+        decision_id: int,
+        outcome: Outcome,
+        model_version: str | None,
+        error: str | None = None,
     ) -> None:
         with self._transaction() as connection:
             connection.execute(
                 sa.update(retrain_decisions)
                 .where(retrain_decisions.c.id == decision_id)
                 .values(
-                    outcome=outcome, finished_at=_now(), model_version=model_version, error=error
+                    outcome=Outcome(outcome).value,
+                    finished_at=_now(),
+                    model_version=model_version,
+                    error=error,
                 )
             )
 
@@ -171,19 +163,22 @@ class RetrainStore:
             }
             last_decided = connection.execute(sa.select(sa.func.max(d.c.decided_at))).scalar()
             last_concluded = connection.execute(
-                sa.select(sa.func.max(d.c.finished_at)).where(d.c.outcome.in_(CONCLUDED))
+                sa.select(sa.func.max(d.c.finished_at)).where(
+                    d.c.outcome.in_([o.value for o in CONCLUDED])
+                )
             ).scalar()
             last_finished = connection.execute(
                 sa.select(d.c.outcome)
-                .where(d.c.go.is_(sa.true()), d.c.outcome.in_(FINISHED))
+                .where(d.c.go.is_(sa.true()), d.c.outcome.in_([o.value for o in FINISHED]))
                 .order_by(d.c.id.desc())
                 .limit(1)
             ).scalar()
         return RetrainOverview(
             lease=self.lease(),
             outcomes=outcomes,
-            last_decided_at=_aware(last_decided),
-            last_concluded_at=_aware(last_concluded),
+            # max() keeps its column's type, so these come back aware on every dialect.
+            last_decided_at=last_decided,
+            last_concluded_at=last_concluded,
             last_finished_outcome=last_finished,
         )
 
@@ -206,9 +201,11 @@ class RetrainStore:
                         sa.update(retrain_decisions)
                         .where(
                             (retrain_decisions.c.id == current["decision_id"])
-                            & (retrain_decisions.c.outcome == RUNNING)
+                            & (retrain_decisions.c.outcome == Outcome.RUNNING.value)
                         )
-                        .values(outcome="abandoned", finished_at=now, error="lease expired")
+                        .values(
+                            outcome=Outcome.ABANDONED.value, finished_at=now, error="lease expired"
+                        )
                     )
             connection.execute(
                 sa.insert(retrain_lease).values(

@@ -4,7 +4,6 @@ plays a network outage, SQLite's write lock held by another connection, the spil
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import threading
@@ -16,19 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
-from psycopg import sql
 
-from model_server.records import PredictionRecord, RecordWriter, StoreUnavailableError
+from housing.contract import FEATURES
+from housing.servingdb import PredictionRecord, StoreUnavailableError
 from model_server.records.spill import REJECTED, SUFFIX
-from tests.servers import free_port
-from training_job.schema import FEATURES
-
-PG_HOST = os.environ.get("RECORDS_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("RECORDS_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("RECORDS_TEST_PG_USER", "root")
-
+from model_server.records.writer import RecordWriter
+from tests.support.servers import free_port
 
 WriterFactory = Callable[..., RecordWriter]
 
@@ -93,29 +86,9 @@ class FakeStore:
             return [record.id for record in self.committed]
 
 
-def pg_url(database: str, host: str = PG_HOST, port: int = PG_PORT) -> str:
-    return f"postgresql+psycopg://{PG_USER}@{host}:{port}/{database}"
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A new, empty database; its SQLAlchemy URL. Dropped (connections and all) afterwards."""
-    name = f"records_test_{uuid.uuid4().hex[:12]}"
-    admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres connect_timeout=5"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield pg_url(name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 def drop_schema(url: str) -> None:
     """Drop the records tables, so that the next store migrates from nothing."""
-    from model_server.records.models import metadata
+    from housing.servingdb.models import metadata
 
     tables = ", ".join([*metadata.tables, "records_alembic_version"])
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
