@@ -28,30 +28,19 @@ PACKAGES = {
 }
 CNI_BIN = Path("/usr/lib/cni")
 FIREWALL_COMMENT = "housing-cluster: pods reach nothing off this machine"
+# Forwarded traffic from the Pod range to anything but the bridge is refused.
+FIREWALL_RULE = (
+    "FORWARD", "-s", config.POD_CIDR, "!", "-o", config.BRIDGE,
+    "-m", "comment", "--comment", FIREWALL_COMMENT, "-j", "REJECT",
+)  # fmt: skip
 
 
 def install_packages() -> None:
     missing = [name for name, path in PACKAGES.items() if not Path(path).exists()]
-    if not missing:
-        return
-    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    # The packages' postinst must not start Debian's own containerd service.
-    policy = Path("/usr/sbin/policy-rc.d")
-    added = not policy.exists()
-    if added:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-            check=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-    finally:
-        if added:
-            policy.unlink()
+    if missing:
+        # Without starting Debian's own containerd service (scripts/apt-install.sh).
+        script = Path(__file__).resolve().parent.parent / "scripts" / "apt-install.sh"
+        subprocess.run(["bash", str(script), *missing], check=True)
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -74,22 +63,8 @@ def network_up() -> None:
         path = Path("/proc/sys") / key
         if path.exists():
             path.write_text(value)
-    rule = [
-        "FORWARD",
-        "-s",
-        config.POD_CIDR,
-        "!",
-        "-o",
-        config.BRIDGE,
-        "-m",
-        "comment",
-        "--comment",
-        FIREWALL_COMMENT,
-        "-j",
-        "REJECT",
-    ]
-    if _run("iptables", "-C", *rule, check=False).returncode != 0:
-        _run("iptables", "-I", *rule)
+    if _run("iptables", "-C", *FIREWALL_RULE, check=False).returncode != 0:
+        _run("iptables", "-I", *FIREWALL_RULE)
 
 
 def remove_kube_chains() -> None:
@@ -118,21 +93,7 @@ def remove_kube_chains() -> None:
 
 
 def network_down() -> None:
-    rule = [
-        "FORWARD",
-        "-s",
-        config.POD_CIDR,
-        "!",
-        "-o",
-        config.BRIDGE,
-        "-m",
-        "comment",
-        "--comment",
-        FIREWALL_COMMENT,
-        "-j",
-        "REJECT",
-    ]
-    while _run("iptables", "-D", *rule, check=False).returncode == 0:
+    while _run("iptables", "-D", *FIREWALL_RULE, check=False).returncode == 0:
         pass
     _run("ip", "route", "del", config.SERVICE_CIDR, check=False)
     _run("ip", "link", "del", config.BRIDGE, check=False)

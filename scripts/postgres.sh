@@ -33,20 +33,8 @@ exec 9>/tmp/.housing-postgres.lock
 flock 9
 
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v pg_ctlcluster >/dev/null; then
-  command -v apt-get >/dev/null || { log "no PostgreSQL server and no apt-get: install PostgreSQL 13+ yourself"; exit 1; }
   log "installing Debian's postgresql package"
-  export DEBIAN_FRONTEND=noninteractive
-  # Keep the package's postinst from starting the service through an init system (none runs).
-  POLICY=/usr/sbin/policy-rc.d
-  ADDED_POLICY=0
-  if [ ! -e "$POLICY" ]; then
-    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
-    "${SUDO[@]}" chmod +x "$POLICY"
-    ADDED_POLICY=1
-  fi
-  trap '[ "$ADDED_POLICY" = 1 ] && "${SUDO[@]}" rm -f "$POLICY"' EXIT
-  "${SUDO[@]}" apt-get update -qq
-  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  bash "$(dirname "$0")/apt-install.sh" postgresql
 fi
 
 VERSION=$(ls /usr/lib/postgresql | sort -V | tail -n 1)

@@ -405,35 +405,18 @@ class Load(threading.Thread):
                 self.errors.append(repr(error))
 
 
+def predictor_pod_docs() -> list[dict]:
+    selector = "app.kubernetes.io/component=predictor"
+    found = kubectl("-n", NAMESPACE, "get", "pods", "-l", selector, "-o", "json").stdout
+    return json.loads(found)["items"]
+
+
 def predictor_pods() -> set[str]:
-    return set(
-        kubectl(
-            "-n",
-            NAMESPACE,
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/component=predictor",
-            "-o",
-            "name",
-        ).stdout.split()
-    )
+    return {f"pod/{p['metadata']['name']}" for p in predictor_pod_docs()}
 
 
 def predictor_images() -> set[str]:
-    pods = json.loads(
-        kubectl(
-            "-n",
-            NAMESPACE,
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/component=predictor",
-            "-o",
-            "json",
-        ).stdout
-    )
-    return {c["image"] for p in pods["items"] for c in p["spec"]["containers"]}
+    return {c["image"] for p in predictor_pod_docs() for c in p["spec"]["containers"]}
 
 
 def test_an_upgrade_rolls_the_predictor_under_load_without_a_failed_request(cluster: Path) -> None:
