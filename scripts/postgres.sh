@@ -34,6 +34,7 @@ flock 9
 
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v pg_ctlcluster >/dev/null; then
   log "installing Debian's postgresql package"
+  # apt-get install --no-install-recommends postgresql, with no service started by the package
   bash "$(dirname "$0")/apt-install.sh" postgresql
 fi
 
