@@ -36,6 +36,8 @@ INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 # Seconds each Kubernetes API call may take.
 API_TIMEOUT = 10.0
+# The name the API server records in the Job's managedFields: who made it, at a glance.
+FIELD_MANAGER = "california-housing-predictor"
 # Longest Job name whose pods' job-name label (<= 63) still fits.
 MAX_JOB_NAME = 63
 
@@ -243,7 +245,11 @@ class KubernetesLauncher:
             except (KeyError, TypeError, AttributeError) as exc:
                 raise LaunchError(f"{self.cronjob} is not a usable CronJob: {exc!r}") from exc
             response = api.create_namespaced_job(
-                namespace, body, _preload_content=False, _request_timeout=API_TIMEOUT
+                namespace,
+                body,
+                field_manager=FIELD_MANAGER,
+                _preload_content=False,
+                _request_timeout=API_TIMEOUT,
             )
             created = json.loads(response.data)
         except ApiException as exc:

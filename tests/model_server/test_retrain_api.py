@@ -26,6 +26,7 @@ from housing.policy import RetrainPolicy
 from housing.servingdb import RecordStore
 from housing.servingdb.retrain import RetrainStore
 from model_server.launchers import (
+    FIELD_MANAGER,
     KubernetesLauncher,
     LaunchError,
     job_from_cronjob,
@@ -356,7 +357,7 @@ def test_kubernetes_trigger_creates_a_job_from_the_cronjob_as_kubectl_does(
 
     assert [(r.method, r.path) for r in double.requests] == [
         ("GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/cronjobs/{CRONJOB_NAME}"),
-        ("POST", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"),
+        ("POST", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs?fieldManager={FIELD_MANAGER}"),
     ]
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in double.requests)
     job = double.requests[1].body

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 TOKEN = "test-token"
 
@@ -21,7 +22,7 @@ TOKEN = "test-token"
 @dataclass
 class Request:
     method: str
-    path: str
+    path: str  # with its query
     headers: dict[str, str]
     body: Any = None
 
@@ -61,7 +62,7 @@ class KubeDouble:
                 self._record()
                 cronjob = double.cronjob
                 name = (cronjob or {}).get("metadata", {}).get("name")
-                if cronjob is not None and self.path == double.cronjob_path(name):
+                if cronjob is not None and urlsplit(self.path).path == double.cronjob_path(name):
                     self._reply(200, cronjob)
                 else:
                     missing = self.path.rsplit("/", 1)[-1]
@@ -71,7 +72,7 @@ class KubeDouble:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
                 self._record(body)
-                if self.path != double.jobs_path():
+                if urlsplit(self.path).path != double.jobs_path():
                     self._reply(404, not_found("the server could not find the requested resource"))
                     return
                 created = json.loads(json.dumps(body))
