@@ -1,4 +1,5 @@
-"""`python -m model_server`: serve the registry's model over KServe v1 and v2 until SIGTERM.
+"""`model-server` / `python -m model_server`: serve the registry's model over KServe v1 and v2
+until SIGTERM.
 
 Configuration is the environment only (MODEL_SERVER_*, MLFLOW_TRACKING_URI): see settings.py.
 """
@@ -10,10 +11,16 @@ import os
 import sys
 import warnings
 
-from model_server.settings import ServerSettings
-
 
 def main() -> None:
+    from model_server.cli import parse
+
+    # `python -m model_server` has no script name of its own to show.
+    prog = "python -m model_server" if sys.argv[0].endswith("__main__.py") else "model-server"
+    parse(sys.argv[1:], prog)  # --help, --version: print and exit before anything starts
+
+    from model_server.settings import ServerSettings
+
     settings = ServerSettings()
     # Before numpy/sklearn load OpenMP: one thread per request (1.5-4x faster per row here,
     # and no oversubscription when requests run in parallel).

@@ -1,4 +1,5 @@
-"""`python -m training_job`: one command per pipeline step, and the whole pipeline."""
+"""`training-job` / `python -m training_job`: one command per pipeline step, and the whole
+pipeline."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from housing.policy import Outcome
+from housing.version import version
 from training_job.params import DEFAULT_PARAMS, ParamsError, load_params
 from training_job.settings import TrainingSettings
 from training_job.validate import DataValidationError
@@ -39,9 +41,25 @@ ModelsOpt = Annotated[Path, typer.Option(help="Folder of the fitted candidate mo
 MetricsOpt = Annotated[Path, typer.Option(help="Folder of the metrics JSON files.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"training-job {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
-    ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
