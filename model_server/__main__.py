@@ -13,15 +13,13 @@ import warnings
 
 
 def main() -> None:
-    from model_server.cli import parse
+    from model_server.cli import load_settings, parse
 
     # `python -m model_server` has no script name of its own to show.
     prog = "python -m model_server" if sys.argv[0].endswith("__main__.py") else "model-server"
     parse(sys.argv[1:], prog)  # --help, --version: print and exit before anything starts
 
-    from model_server.settings import ServerSettings
-
-    settings = ServerSettings()
+    settings = load_settings(prog)
     # Before numpy/sklearn load OpenMP: one thread per request (1.5-4x faster per row here,
     # and no oversubscription when requests run in parallel).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -36,9 +34,10 @@ def main() -> None:
     sys.setswitchinterval(0.001)
     # kserve.model_server parses sys.argv when first imported; our options are env only.
     sys.argv = sys.argv[:1]
-    from model_server.server import App, configure_logging, limit_native_threads
+    from model_server.logs import configure_logging
+    from model_server.server import App, limit_native_threads
 
-    configure_logging(settings.log_level, settings.access_log)
+    configure_logging(settings.log_level, settings.access_log, settings.log_format)
     limit_native_threads()
     App(settings).run()
     # Requests are answered and their records written: skip the interpreter's teardown of

@@ -7,9 +7,10 @@ comes before anything starts, so `--help` never binds a port or loads a model.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
-from pydantic import AliasChoices
+from pydantic import AliasChoices, ValidationError
 
 from housing.version import version
 from model_server.settings import ServerSettings
@@ -24,13 +25,19 @@ EPILOG_HEAD = (
 )
 
 
+def variable(name: str) -> str:
+    """The environment variable of the setting `name`."""
+    alias = ServerSettings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"{ServerSettings.model_config.get('env_prefix', '')}{name}".upper()
+
+
 def environment() -> list[tuple[str, str]]:
     """(variable, default) of every setting, in the settings' order: the settings own both."""
-    prefix = ServerSettings.model_config.get("env_prefix", "")
     rows = []
     for name, field in ServerSettings.model_fields.items():
-        alias = field.validation_alias
-        env = alias.choices[0] if isinstance(alias, AliasChoices) else f"{prefix}{name}".upper()
+        env = variable(name)
         default = field.get_default(call_default_factory=True)
         if field.exclude or isinstance(default, tuple):
             default = ""
@@ -54,3 +61,20 @@ def parser(prog: str) -> argparse.ArgumentParser:
 def parse(argv: Sequence[str], prog: str) -> None:
     """Print help or the version and exit 0, or refuse an unknown argument (exit 2)."""
     parser(prog).parse_args(argv)
+
+
+def load_settings(prog: str) -> ServerSettings:
+    """The settings from the environment; a refused value is one line per variable on stderr
+    and exit 2, not a traceback."""
+    try:
+        return ServerSettings()
+    except ValidationError as exc:
+        print(f"{prog}: invalid configuration:", file=sys.stderr)
+        for error in exc.errors():
+            # A field's name or its alias (MLFLOW_TRACKING_URI); none for a check of several.
+            where = str(error["loc"][0]) if error["loc"] else ""
+            if where in ServerSettings.model_fields:
+                where = variable(where)
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"  {where}: {message}" if where else f"  {message}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -11,7 +11,6 @@ What is changed in KServe, and why:
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from kserve import InferRequest, ModelServer
-from kserve import logging as kserve_logging
 from kserve.constants.constants import (
     FASTAPI_APP_IMPORT_STRING,
     INFERENCE_CONTENT_LENGTH_HEADER,
@@ -50,6 +48,7 @@ from model_server.errors import (
 )
 from model_server.launchers import make_launcher
 from model_server.loader import RegistryLoader
+from model_server.logs import RequestContext
 from model_server.metrics import ServerMetrics
 from model_server.middleware import AccessGuard, RequestGuard
 from model_server.model import HousingModel
@@ -197,20 +196,6 @@ class PredictorServer(ModelServer):
         asyncio.run(self._serve())
 
 
-def configure_logging(level: str, access_log: bool = False) -> None:
-    """KServe's log format for its loggers, uvicorn's and ours, all at `level`; uvicorn's
-    access log at WARNING (silent) unless `access_log`."""
-    config = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
-    for name in ("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access"):
-        config["loggers"][name]["level"] = level
-    if not access_log and logging.getLevelName(level) < logging.WARNING:
-        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
-    config["loggers"]["model_server"] = {"handlers": ["kserve"], "level": level, "propagate": False}
-    for noisy in ("mlflow", "alembic", "skl2onnx"):
-        config["loggers"][noisy] = {"level": "WARNING"}
-    kserve_logging.configure_logging(config)
-
-
 def limit_native_threads() -> None:
     """One OpenMP/BLAS thread in the calling thread (OpenMP limits are per thread)."""
     from threadpoolctl import threadpool_limits
@@ -352,6 +337,8 @@ class App:
             refused = self.metrics.refusal_counter(REFUSAL_KINDS)
             app.add_middleware(AccessGuard, access=access, refused=refused)
             _document_access(app, access)
+        if self.settings.log_format == "json":  # outermost: a refusal's line names the request
+            app.add_middleware(RequestContext, served_version=lambda: self.model.served_version)
 
     def run(self) -> None:
         self.store.migrate()
