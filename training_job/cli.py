@@ -60,8 +60,10 @@ def _main(
         ),
     ] = False,
 ) -> None:
+    from housing.telemetry import disable_telemetry
     from training_job.logs import configure_logging
 
+    disable_telemetry()
     settings = _settings()
     configure_logging(verbose, settings.log_format)
     from threadpoolctl import threadpool_limits
