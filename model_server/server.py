@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -158,7 +159,12 @@ class PredictorRESTServer(RESTServer):
 
 
 class PredictorServer(ModelServer):
-    def __init__(self, settings: ServerSettings, customize: Callable[[FastAPI], None]) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        customize: Callable[[FastAPI], None],
+        on_stop: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(
             http_port=settings.http_port,
             grpc_port=settings.grpc_port,
@@ -173,6 +179,8 @@ class PredictorServer(ModelServer):
         self.dataplane = PredictorDataPlane(model_registry=self.registered_models)
         self._host = settings.host
         self._customize = customize
+        self._on_stop = on_stop
+        self._stopped_early = False
 
     def start(self, models: list[BaseKServeModel]) -> None:
         # ModelServer.start, one process and no gRPC, with our RESTServer (pinned by
@@ -194,6 +202,30 @@ class PredictorServer(ModelServer):
         self.setup_event_loop()
         self.register_signal_handler()
         asyncio.run(self._serve())
+
+    def register_signal_handler(self) -> None:
+        # KServe's handler schedules the shutdown on the running event loop: a signal before
+        # asyncio.run starts it raised "RuntimeError: no running event loop".
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            signal.signal(sig, self._handle_signal)
+
+    def _handle_signal(self, sig: int, frame: object) -> None:
+        self._on_stop()  # before KServe logs "Stopping": nothing is published after it
+        self._rest_server._server.should_exit = True  # uvicorn may not watch signals yet
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not serving yet: _serve returns at once
+            self._stopped_early = True
+            log.info("stopped before serving (signal %d)", sig)
+            return
+        self.stop(sig)
+
+    async def _serve(self) -> None:
+        if self._stopped_early:
+            for server in self.servers:
+                server.close()  # the coroutines never awaited
+            return
+        await super()._serve()
 
 
 def limit_native_threads() -> None:
@@ -340,6 +372,11 @@ class App:
         if self.settings.log_format == "json":  # outermost: a refusal's line names the request
             app.add_middleware(RequestContext, served_version=lambda: self.model.served_version)
 
+    def _halt_watchers(self) -> None:
+        self.watcher.halt()
+        if self.challenger_watcher is not None:
+            self.challenger_watcher.halt()
+
     def run(self) -> None:
         self.store.migrate()
         self.writer.start()
@@ -348,7 +385,7 @@ class App:
         if self.challenger_watcher is not None:
             self.challenger_watcher.start()
         self.signals.start()
-        server = PredictorServer(self.settings, self.customize)
+        server = PredictorServer(self.settings, self.customize, on_stop=self._halt_watchers)
         try:
             server.start([self.model])
         finally:
