@@ -57,8 +57,11 @@ def parse_log_format(value: object) -> object:
     return choice
 
 
-def leave_mlflow_logging_to_the_application() -> None:
-    """Importing mlflow gives its loggers a handler and a format of its own and resets their
-    levels (its INFO lines, "Detected uv project", in every command): the application's
-    configuration holds instead. Before mlflow is imported; a user's explicit value wins."""
+def mlflow_output_through_logging() -> None:
+    """Before mlflow is imported, and only where the user did not say otherwise: MLflow leaves
+    its loggers to the application's configuration (importing it would give them a handler and
+    format of its own and reset their levels: its INFO lines, "Detected uv project", in every
+    command), and draws no progress bar when it downloads artifacts (carriage returns on
+    stderr, neither a log line nor JSON)."""
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -26,7 +26,6 @@ def main() -> None:
     # Before numpy/sklearn load OpenMP: one thread per request (1.5-4x faster per row here,
     # and no oversubscription when requests run in parallel).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Rows are fed as arrays in the signature order, which the loader checks against the
     # names the model was fitted with; sklearn would warn on every call.
     warnings.filterwarnings("ignore", message="X does not have valid feature names")

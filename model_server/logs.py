@@ -15,7 +15,7 @@ from housing.logformat import (
     REQUEST_ID,
     JsonFormatter,
     LogFormat,
-    leave_mlflow_logging_to_the_application,
+    mlflow_output_through_logging,
 )
 from model_server.errors import MODEL_VERSION_HEADER
 
@@ -29,7 +29,7 @@ def configure_logging(level: str, access_log: bool = False, log_format: LogForma
     uvicorn's access log at WARNING (silent) unless `access_log`. With `json`, every handler
     writes JSON lines, the root logger too (other libraries' records), and Python warnings go
     through it (a warning would otherwise be a bare line on stderr)."""
-    leave_mlflow_logging_to_the_application()
+    mlflow_output_through_logging()
     config = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
     for name in ("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access"):
         config["loggers"][name]["level"] = level

@@ -38,7 +38,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from housing.servingdb import RecordsError, RecordStore
 from housing.servingdb.retrain import RetrainStore
-from model_server import openapi
+from model_server import docs_page, openapi
 from model_server.accounting import REQUEST_STARTED, Accountant
 from model_server.auth import REFUSAL_KINDS, AccessControl, document_access
 from model_server.errors import (
@@ -341,6 +341,7 @@ class App:
             lambda: None if self.model.loaded is None else self.model.loaded.schema,
             self.settings.max_instances,
         )
+        docs_page.install(app)
         for kind in (
             ModelServerError,
             HTTPException,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from housing.logformat import JsonFormatter, LogFormat, leave_mlflow_logging_to_the_application
+from housing.logformat import JsonFormatter, LogFormat, mlflow_output_through_logging
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Chatty at INFO about their own internals ("Detected uv project", migrations, connections);
@@ -16,7 +16,7 @@ QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "git")
 
 def configure_logging(verbose: bool = False, log_format: LogFormat = "text") -> None:
     """One handler on the root logger, in `log_format`, at INFO (DEBUG if `verbose`)."""
-    leave_mlflow_logging_to_the_application()
+    mlflow_output_through_logging()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
