@@ -51,11 +51,12 @@ step "Starting the model server on http://$HOST:$PORT"
 MODEL_SERVER_HOST="$HOST" MODEL_SERVER_HTTP_PORT="$PORT" model-server >"$SERVER_LOG" 2>&1 &
 server=$!
 stop_server() {
+  trap - EXIT
   kill -TERM "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
-  exit 0
 }
-trap stop_server INT TERM
+trap 'stop_server; exit 0' INT TERM
+trap stop_server EXIT  # up.sh failing after this point leaves no server behind
 
 step "Waiting for the model to load"
 # Ready means a version is loaded and answers (/v2/health/ready), not merely listening.
@@ -65,23 +66,28 @@ until python -c "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout
   sleep 0.5
 done
 
-training-job status | python - "$HOST" "$PORT" "$SERVER_LOG" "$PIPELINE_LOG" <<'PY'
+status="$(training-job status)"
+python - "$HOST" "$PORT" "$SERVER_LOG" "$PIPELINE_LOG" "$status" <<'PY'
 import json
+import os
 import sys
 import urllib.request
 
-host, port, server_log, pipeline_log = sys.argv[1:]
+host, port, server_log, pipeline_log, status_json = sys.argv[1:]
 url = f"http://{host}:{port}"
 local = f"http://127.0.0.1:{port}"
 with urllib.request.urlopen(f"{local}/health", timeout=5) as response:
     health = json.load(response)
-status = json.load(sys.stdin)
+status = json.loads(status_json)
 name, version = health["model_name"], health["model_version"]
 champion = status.get("champion") or {}
 r2 = champion.get("tags", {}).get("test_r2") if str(champion.get("version")) == version else None
 row = [8.3252, 41.0, 6.984127, 1.02381, 322.0, 2.555556, 37.88, -122.23]
 v1 = json.dumps({"instances": [row]})
 v2 = json.dumps({"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP64", "data": row}]})
+# With API keys configured, prediction needs one (docs/security.md).
+keyed = any(os.environ.get(f"MODEL_SERVER_USER_API_KEYS{s}") for s in ("", "_FILE"))
+auth = " -H 'Authorization: Bearer YOUR_USER_KEY'" if keyed else ""
 served = f"{name} version {version}"
 if r2 is not None:
     served += f" ({champion['tags'].get('candidate', '?')}), test R² {float(r2):.4f}"
@@ -90,8 +96,8 @@ California Housing model server: ready
   champion    {served}
   URL         {url}
   API docs    {url}/docs   (clients: docs/clients.md)
-  predict v1  curl -s {url}/v1/models/{name}:predict -d '{v1}'
-  predict v2  curl -s {url}/v2/models/{name}/infer -H 'Content-Type: application/json' -d '{v2}'
+  predict v1  curl -s {url}/v1/models/{name}:predict{auth} -d '{v1}'
+  predict v2  curl -s {url}/v2/models/{name}/infer{auth} -H 'Content-Type: application/json' -d '{v2}'
   MLflow UI   .venv/bin/mlflow ui --backend-store-uri {status["tracking_uri"]} --port 5000
   logs        {server_log} (server), {pipeline_log} (pipeline)
 Ctrl-C stops the server.""")
