@@ -26,7 +26,7 @@ def keyed_server(
         admin_api_keys=ADMIN_KEY,
     )
     try:
-        server.wait_ready()
+        server.wait_ready(timeout=300)  # a loaded machine (the load takes seconds alone)
         yield server
     finally:
         server.stop()
