@@ -36,6 +36,8 @@ NOISE = {
     "a deprecation": r"DeprecationWarning|FutureWarning",
 }
 SUMMARY_END = "Ctrl-C stops the server."
+# Where to keep the terminal output besides the assertion messages.
+OUTPUT_ENV = "FIRST_RUN_OUTPUT"
 TIMEOUT = 1800.0
 
 
@@ -92,6 +94,8 @@ def test_a_fresh_clone_serves_with_steps_and_one_summary(tmp_path: Path) -> None
         up.wait()
         reader.join(10)
     output = "\n".join(lines)
+    if os.environ.get(OUTPUT_ENV):  # the whole terminal output, for a note
+        Path(os.environ[OUTPUT_ENV]).write_text(output + "\n", encoding="utf-8")
 
     # Before the summary, only steps.
     steps = lines[: lines.index("")]
