@@ -65,6 +65,9 @@ def test_a_fresh_clone_serves_with_steps_and_one_summary(tmp_path: Path) -> None
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # As in a terminal: SIGINT not ignored (it is, inherited, when pytest itself was
+        # started in the background, and bash cannot trap a signal ignored at its start).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     done = threading.Event()
