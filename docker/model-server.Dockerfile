@@ -53,6 +53,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
     MPLCONFIGDIR=/tmp/matplotlib
+# Telemetry off (housing/telemetry.py; README.md#telemetry says how to turn it back on).
+ENV MLFLOW_DISABLE_TELEMETRY=true \
+    DVC_NO_ANALYTICS=1
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8080 8081

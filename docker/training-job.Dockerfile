@@ -63,6 +63,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib \
     GIT_CONFIG_NOSYSTEM=1 \
     TRAINING_GIT_COMMIT=${GIT_COMMIT}
+# Telemetry off (housing/telemetry.py; README.md#telemetry says how to turn it back on).
+ENV MLFLOW_DISABLE_TELEMETRY=true \
+    DVC_NO_ANALYTICS=1
 USER 10001:10001
 EXPOSE 5000
 LABEL org.opencontainers.image.title="california-housing training job" \

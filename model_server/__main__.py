@@ -1,4 +1,5 @@
-"""`python -m model_server`: serve the registry's model over KServe v1 and v2 until SIGTERM.
+"""`model-server` / `python -m model_server`: serve the registry's model over KServe v1 and v2
+until SIGTERM.
 
 Configuration is the environment only (MODEL_SERVER_*, MLFLOW_TRACKING_URI): see settings.py.
 """
@@ -10,15 +11,21 @@ import os
 import sys
 import warnings
 
-from model_server.settings import ServerSettings
-
 
 def main() -> None:
-    settings = ServerSettings()
+    from model_server.cli import load_settings, parse
+
+    # `python -m model_server` has no script name of its own to show.
+    prog = "python -m model_server" if sys.argv[0].endswith("__main__.py") else "model-server"
+    parse(sys.argv[1:], prog)  # --help, --version: print and exit before anything starts
+
+    settings = load_settings(prog)
+    from housing.telemetry import disable_telemetry
+
+    disable_telemetry()
     # Before numpy/sklearn load OpenMP: one thread per request (1.5-4x faster per row here,
     # and no oversubscription when requests run in parallel).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Rows are fed as arrays in the signature order, which the loader checks against the
     # names the model was fitted with; sklearn would warn on every call.
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
@@ -29,9 +36,10 @@ def main() -> None:
     sys.setswitchinterval(0.001)
     # kserve.model_server parses sys.argv when first imported; our options are env only.
     sys.argv = sys.argv[:1]
-    from model_server.server import App, configure_logging, limit_native_threads
+    from model_server.logs import configure_logging
+    from model_server.server import App, limit_native_threads
 
-    configure_logging(settings.log_level, settings.access_log)
+    configure_logging(settings.log_level, settings.access_log, settings.log_format)
     limit_native_threads()
     App(settings).run()
     # Requests are answered and their records written: skip the interpreter's teardown of

@@ -131,6 +131,10 @@ def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
 
 # -- routes ----------------------------------------------------------------------------------
 
+# The API's documentation page (model_server/docs_page.py) and its static files: the same
+# facts as /openapi.json, rendered; trying a call from it sends the key it is given.
+DOCS_PATH = "/docs"
+DOCS_ASSETS_PREFIX = "/docs/assets/"
 # Probes, scraping, discovery: in memory, cheap, nothing about the traffic.
 OPEN_PATHS = frozenset(
     {
@@ -138,6 +142,7 @@ OPEN_PATHS = frozenset(
         "/health",
         "/metrics",
         "/openapi.json",
+        DOCS_PATH,
         "/v1/models",
         "/v2",
         "/v2/health/live",
@@ -168,7 +173,7 @@ def required_role(path: str) -> Role:
     (/v2/repository/...) and any unknown path, needs an admin key: closed by default."""
     if len(path) > 1 and path.endswith("/"):  # Starlette redirects it to the path without
         path = path.rstrip("/") or "/"
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path.startswith(DOCS_ASSETS_PREFIX):
         return Role.OPEN
     if path in USER_PATHS:
         return Role.USER

@@ -11,8 +11,8 @@ What is changed in KServe, and why:
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +22,6 @@ from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from kserve import InferRequest, ModelServer
-from kserve import logging as kserve_logging
 from kserve.constants.constants import (
     FASTAPI_APP_IMPORT_STRING,
     INFERENCE_CONTENT_LENGTH_HEADER,
@@ -39,7 +38,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from housing.servingdb import RecordsError, RecordStore
 from housing.servingdb.retrain import RetrainStore
-from model_server import openapi
+from model_server import docs_page, openapi
 from model_server.accounting import REQUEST_STARTED, Accountant
 from model_server.auth import REFUSAL_KINDS, AccessControl, document_access
 from model_server.errors import (
@@ -50,6 +49,7 @@ from model_server.errors import (
 )
 from model_server.launchers import make_launcher
 from model_server.loader import RegistryLoader
+from model_server.logs import RequestContext
 from model_server.metrics import ServerMetrics
 from model_server.middleware import AccessGuard, RequestGuard
 from model_server.model import HousingModel
@@ -159,7 +159,12 @@ class PredictorRESTServer(RESTServer):
 
 
 class PredictorServer(ModelServer):
-    def __init__(self, settings: ServerSettings, customize: Callable[[FastAPI], None]) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        customize: Callable[[FastAPI], None],
+        on_stop: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(
             http_port=settings.http_port,
             grpc_port=settings.grpc_port,
@@ -174,6 +179,8 @@ class PredictorServer(ModelServer):
         self.dataplane = PredictorDataPlane(model_registry=self.registered_models)
         self._host = settings.host
         self._customize = customize
+        self._on_stop = on_stop
+        self._stopped_early = False
 
     def start(self, models: list[BaseKServeModel]) -> None:
         # ModelServer.start, one process and no gRPC, with our RESTServer (pinned by
@@ -196,19 +203,29 @@ class PredictorServer(ModelServer):
         self.register_signal_handler()
         asyncio.run(self._serve())
 
+    def register_signal_handler(self) -> None:
+        # KServe's handler schedules the shutdown on the running event loop: a signal before
+        # asyncio.run starts it raised "RuntimeError: no running event loop".
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            signal.signal(sig, self._handle_signal)
 
-def configure_logging(level: str, access_log: bool = False) -> None:
-    """KServe's log format for its loggers, uvicorn's and ours, all at `level`; uvicorn's
-    access log at WARNING (silent) unless `access_log`."""
-    config = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
-    for name in ("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access"):
-        config["loggers"][name]["level"] = level
-    if not access_log and logging.getLevelName(level) < logging.WARNING:
-        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
-    config["loggers"]["model_server"] = {"handlers": ["kserve"], "level": level, "propagate": False}
-    for noisy in ("mlflow", "alembic", "skl2onnx"):
-        config["loggers"][noisy] = {"level": "WARNING"}
-    kserve_logging.configure_logging(config)
+    def _handle_signal(self, sig: int, frame: object) -> None:
+        self._on_stop()  # before KServe logs "Stopping": nothing is published after it
+        self._rest_server._server.should_exit = True  # uvicorn may not watch signals yet
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not serving yet: _serve returns at once
+            self._stopped_early = True
+            log.info("stopped before serving (signal %d)", sig)
+            return
+        self.stop(sig)
+
+    async def _serve(self) -> None:
+        if self._stopped_early:
+            for server in self.servers:
+                server.close()  # the coroutines never awaited
+            return
+        await super()._serve()
 
 
 def limit_native_threads() -> None:
@@ -324,6 +341,7 @@ class App:
             lambda: None if self.model.loaded is None else self.model.loaded.schema,
             self.settings.max_instances,
         )
+        docs_page.install(app)
         for kind in (
             ModelServerError,
             HTTPException,
@@ -352,6 +370,13 @@ class App:
             refused = self.metrics.refusal_counter(REFUSAL_KINDS)
             app.add_middleware(AccessGuard, access=access, refused=refused)
             _document_access(app, access)
+        if self.settings.log_format == "json":  # outermost: a refusal's line names the request
+            app.add_middleware(RequestContext, served_version=lambda: self.model.served_version)
+
+    def _halt_watchers(self) -> None:
+        self.watcher.halt()
+        if self.challenger_watcher is not None:
+            self.challenger_watcher.halt()
 
     def run(self) -> None:
         self.store.migrate()
@@ -361,7 +386,7 @@ class App:
         if self.challenger_watcher is not None:
             self.challenger_watcher.start()
         self.signals.start()
-        server = PredictorServer(self.settings, self.customize)
+        server = PredictorServer(self.settings, self.customize, on_stop=self._halt_watchers)
         try:
             server.start([self.model])
         finally:

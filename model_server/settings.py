@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from housing.logformat import LogFormat, parse_log_format
 from housing.policy import DEFAULT_WINDOW, DriftWindow, LiveWindow
 from housing.registry import CHALLENGER, CHAMPION, MODEL_NAME
 from model_server.auth import ADMIN_KEYS_ENV, USER_KEYS_ENV, parse_keys
@@ -82,6 +83,10 @@ class ServerSettings(BaseSettings):
 
     log_level: LogLevel = "INFO"
     """Level of the server's, KServe's and uvicorn's loggers (WARNING hides access logs)."""
+
+    log_format: LogFormat = "text"
+    """Format of the log lines: text, or json (one object per line with time, level, logger,
+    message, and model_version and request_id for the lines of a request) for a log pipeline."""
 
     access_log: bool = False
     """One uvicorn access-log line per request (at INFO). Off by default: every inference
@@ -203,6 +208,11 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return parse_log_format(value)
 
     @field_validator("challenger_mode", "retrain_launcher", mode="before")
     @classmethod

@@ -55,6 +55,8 @@ class ModelWatcher:
         self._reuse = reuse
         self._failures = 0
         self._stopping = threading.Event()
+        # Held while publishing: once halt() returns, no version is published any more.
+        self._publishing = threading.Lock()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
@@ -62,8 +64,14 @@ class ModelWatcher:
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
+    def halt(self) -> None:
+        """Publish nothing from now on (the server is stopping); returns at once, or when a
+        publication in progress is done."""
+        with self._publishing:
+            self._stopping.set()
+
     def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
+        self.halt()
         if self._thread is not None:
             # A load in progress is not interrupted; the thread is a daemon and dies with us.
             self._thread.join(timeout)
@@ -104,8 +112,7 @@ class ModelWatcher:
             return self._succeeded()
         known = self._reuse(ref.version) if self._reuse is not None else None
         if known is not None:
-            self._publish(known)
-            return self._succeeded()
+            return self._publish_unless_stopping(known)
         log.info("loading %s version %s", ref.name, ref.version)
         try:
             loaded = self._source.load(ref)
@@ -117,5 +124,12 @@ class ModelWatcher:
             )
             return self._retry_in(max(self._interval, MAX_LOAD_RETRY_SECONDS))
         self._metrics.load_finished(ok=True)
-        self._publish(loaded)
+        return self._publish_unless_stopping(loaded)
+
+    def _publish_unless_stopping(self, loaded: LoadedModel) -> float:
+        with self._publishing:
+            if self._stopping.is_set():  # loaded while the server stopped: never served
+                log.info("stopping: version %s is not served", loaded.version)
+                return 0.0
+            self._publish(loaded)
         return self._succeeded()

@@ -1,18 +1,19 @@
-"""`python -m training_job`: one command per pipeline step, and the whole pipeline."""
+"""`training-job` / `python -m training_job`: one command per pipeline step, and the whole
+pipeline."""
 
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from housing.policy import Outcome
+from housing.version import version
 from training_job.params import DEFAULT_PARAMS, ParamsError, load_params
 from training_job.settings import TrainingSettings
 from training_job.validate import DataValidationError
@@ -39,22 +40,53 @@ ModelsOpt = Annotated[Path, typer.Option(help="Folder of the fitted candidate mo
 MetricsOpt = Annotated[Path, typer.Option(help="Folder of the metrics JSON files.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"training-job {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
-    ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # MLflow and its dependencies are chatty at INFO; keep the job's own progress readable.
-    for noisy in ("mlflow", "alembic", "urllib3", "git"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from housing.telemetry import disable_telemetry
+    from training_job.logs import configure_logging
+
+    disable_telemetry()
+    settings = _settings()
+    configure_logging(verbose, settings.log_format)
     from threadpoolctl import threadpool_limits
 
     # Process-wide for the command's lifetime (the returned limiter is deliberately kept).
-    ctx.obj = threadpool_limits(limits=TrainingSettings().threads)
+    ctx.obj = threadpool_limits(limits=settings.threads)
+
+
+def _settings() -> TrainingSettings:
+    """The settings from the environment; a refused value is a line per variable and exit 2."""
+    try:
+        return TrainingSettings()
+    except ValidationError as exc:
+        typer.echo("error: invalid configuration:", err=True)
+        for error in exc.errors():
+            # A field's name (the variable is PREFIX + NAME) or its alias (the variable).
+            where = str(error["loc"][0]) if error["loc"] else ""
+            if where in TrainingSettings.model_fields:
+                prefix = TrainingSettings.model_config.get("env_prefix", "")
+                where = f"{prefix}{where}".upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            typer.echo(f"  {where}: {message}" if where else f"  {message}", err=True)
+        raise typer.Exit(2) from None
 
 
 @contextmanager

@@ -97,9 +97,14 @@ def register(
     )
 
     failpoints.hit("before_register")
-    version = mlflow.register_model(
-        run.data.tags[MODEL_URI_TAG],
+    model_uri = run.data.tags[MODEL_URI_TAG]
+    # Not mlflow.register_model: it creates the registered model again (made above) and
+    # prints "Registered model ... already exists" to stderr on every run, a new store too.
+    version = client.create_model_version(
         params.model_name,
+        source=model_uri,
+        run_id=run.info.run_id,
+        model_id=model_uri.removeprefix("models:/"),
         tags={
             CANDIDATE_TAG: selected,
             "run_id": run.info.run_id,

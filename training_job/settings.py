@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from housing.logformat import LogFormat, parse_log_format
 from housing.policy import DEFAULT_WINDOW, DriftWindow, LiveWindow
+
+LOG_FORMAT_ENV = "TRAINING_JOB_LOG_FORMAT"
 
 
 class TrainingSettings(BaseSettings):
@@ -62,6 +65,15 @@ class TrainingSettings(BaseSettings):
 
     git_commit: str | None = None
     """Commit of the code, for images built without .git (set at build time)."""
+
+    log_format: LogFormat = Field(default="text", validation_alias=AliasChoices(LOG_FORMAT_ENV))
+    """Format of the log lines (TRAINING_JOB_LOG_FORMAT, as the server's
+    MODEL_SERVER_LOG_FORMAT): text, or json (one object per line) for a log pipeline."""
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return parse_log_format(value)
 
     @property
     def embedded(self) -> bool:

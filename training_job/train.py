@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +53,24 @@ def _requirements() -> list[str]:
     ]
 
 
+AMBIGUOUS_SOURCE = "The specified dataset source can be interpreted in multiple ways"
+
+
 def _dataset(frame: pd.DataFrame, info: dict, split: str) -> Any:
     # digest = the DVC md5 of the raw file, source = its DVC-tracked path: a run names exactly
     # which data version it was trained on.
-    return from_pandas(
-        frame,
-        source=info["source"],
-        targets=TARGET,
-        name=f"cal_housing-{split}",
-        digest=info["digest"],
-    )
+    with warnings.catch_warnings():
+        # MLflow registers its local-file dataset source twice (for the schemes "" and
+        # "file"), so every local path "can be interpreted in multiple ways": the same class
+        # either way. Only that message, only here.
+        warnings.filterwarnings("ignore", AMBIGUOUS_SOURCE, UserWarning)
+        return from_pandas(
+            frame,
+            source=info["source"],
+            targets=TARGET,
+            name=f"cal_housing-{split}",
+            digest=info["digest"],
+        )
 
 
 def train(

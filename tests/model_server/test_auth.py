@@ -147,7 +147,7 @@ ROUTE_ROLES = documented_route_roles()
 
 
 def test_the_documented_table_is_read_whole() -> None:
-    assert len(ROUTE_ROLES) == 27
+    assert len(ROUTE_ROLES) == 29
     assert ROUTE_ROLES["/v2/models/{model_name}/versions/{model_version}/ready"] is Role.OPEN
     assert ROUTE_ROLES["/retrain/logs/{limit}"] is Role.ADMIN
 
@@ -166,7 +166,10 @@ def test_route_roles(template: str) -> None:
         (f"{V1}/", Role.USER),  # Starlette redirects to the path without the slash
         ("/health/", Role.OPEN),
         ("/logs/10/", Role.ADMIN),
-        ("/docs", Role.ADMIN),  # disabled: unknown paths need an admin key
+        ("/redoc", Role.ADMIN),  # not served: unknown paths need an admin key
+        ("/docs", Role.OPEN),
+        ("/docs/assets/swagger-ui.css", Role.OPEN),
+        ("/docs/other", Role.ADMIN),
         ("/HEALTH", Role.ADMIN),
         ("/v1/models/x:unknown", Role.ADMIN),
         ("/v2/models/x/infer/more", Role.ADMIN),

@@ -25,6 +25,22 @@ PINNED: dict[str, tuple[Callable[..., Any], str, str]] = {
         "efa96502018b04e9",
         "server.PredictorServer.start (copied: registers, starts one RESTServer, serves)",
     ),
+    "kserve.ModelServer.register_signal_handler": (
+        ModelServer.register_signal_handler,
+        "47a1339a5fcf3d26",
+        "server.PredictorServer.register_signal_handler (same signals, a handler safe before "
+        "the event loop runs)",
+    ),
+    "kserve.ModelServer._serve": (
+        ModelServer._serve,
+        "ff3ff3ccb85e49d3",
+        "server.PredictorServer._serve (returns at once after an early signal)",
+    ),
+    "kserve.ModelServer.stop": (
+        ModelServer.stop,
+        "c87cc006e46d8397",
+        "server.PredictorServer._handle_signal (calls it once the event loop runs)",
+    ),
     "RESTServer.__init__": (
         RESTServer.__init__,
         "c85b4ca79cab7f7c",
