@@ -110,8 +110,10 @@ def slo_violations(window: str) -> dict[str, Any]:
 
 
 def burn(window: str, factor: float) -> str:
+    """The recorded violation ratio over `window` above `factor` times the budget: of this
+    release's namespace only (another release records the same names for its own)."""
     rate = f"namespace_model_name:model_server_latency_slo_violations:ratio_rate{window}"
-    return f"{rate} > ({factor:g} * {SLO_BUDGET:g})"
+    return f'{rate}{{namespace="{NAMESPACE_PLACEHOLDER}"}} > ({factor:g} * {SLO_BUDGET:g})'
 
 
 def rule_files() -> dict[str, list[Group]]:

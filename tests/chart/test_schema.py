@@ -111,7 +111,9 @@ def test_values_yaml_and_the_schema_have_the_same_keys_and_types() -> None:
         ({"predictor": {"replicas": "two"}}, ".predictor.replicas: values.yaml has string"),
     ],
 )
-def test_the_walk_finds_a_key_or_type_the_schema_lacks(values: dict[str, Any], problem: str) -> None:
+def test_the_walk_finds_a_key_or_type_the_schema_lacks(
+    values: dict[str, Any], problem: str
+) -> None:
     problems: list[str] = []
     merged = {**VALUES, **values}
     if "predictor" in values:

@@ -177,3 +177,7 @@ def test_every_selector_uses_the_service_monitors_job_and_namespace(
         for matchers in selectors:
             name = rule.get("alert") or rule["record"]
             assert matchers.startswith(f'job="{job}", namespace="{namespace}"'), name
+        # recorded series (another release records the same names) by namespace too
+        recorded = re.findall(r"\b(\w+:\w+:\w+)(\{[^}]*\})?", expr)
+        for metric, matchers in recorded:
+            assert matchers == f'{{namespace="{namespace}"}}', (rule.get("alert"), metric)
