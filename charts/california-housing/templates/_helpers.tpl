@@ -189,6 +189,26 @@ Call with (dict "root" $ "env" "MODEL_SERVER_DATABASE_URL" "database" "serving")
 {{- if .retrain }}
 {{ include "california-housing.databaseUrlEnv" (dict "root" .root "env" "TRAINING_SERVING_DATABASE_URL" "database" "serving") | trim }}
 {{- end }}
+{{- include "california-housing.telemetryEnv" (dict "root" .root "dvc" true) }}
+{{- end }}
+
+{{/*
+Telemetry off (telemetry.enabled=false) in a container that runs MLflow (and, with "dvc" true,
+DVC): MLflow 3.2+ reads MLFLOW_DISABLE_TELEMETRY, and DO_NOT_TRACK only as "true"
+(mlflow/telemetry/utils.py), not the convention's 1; DVC reads DVC_NO_ANALYTICS (any value).
+Call with (dict "root" $ "dvc" bool).
+*/}}
+{{- define "california-housing.telemetryEnv" -}}
+{{- if not .root.Values.telemetry.enabled }}
+- name: MLFLOW_DISABLE_TELEMETRY
+  value: "true"
+- name: DO_NOT_TRACK
+  value: "true"
+{{- if .dvc }}
+- name: DVC_NO_ANALYTICS
+  value: "1"
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Volumes of a training pod. */}}
@@ -347,6 +367,7 @@ env:
   - name: MODEL_SERVER_RETRAIN_CRONJOB
     value: {{ include "california-housing.retrainName" . | quote }}
 {{- end }}
+  {{- include "california-housing.telemetryEnv" (dict "root" . "dvc" false) | trim | nindent 2 }}
 {{- with $p.extraEnv }}
   {{- toYaml . | nindent 2 }}
 {{- end }}
