@@ -58,6 +58,7 @@ BAD_VALUES = {
     "resources without limits": ["predictor.resources.limits=null"],
     "spill size not in Mi or Gi": ["predictor.predictionSpill.sizeLimit=1G"],
     "relative runbook URL": ["metrics.runbookUrl=docs/runbook.md"],
+    "unknown log format": ["logFormat=xml"],
     "telemetry not a boolean": ["telemetry.enabled=maybe"],
     "runbook URL with an anchor": ["metrics.runbookUrl=https://x.example/runbook.md#top"],
     "PDB budget not a count or percent": ["predictor.podDisruptionBudget.maxUnavailable=half"],

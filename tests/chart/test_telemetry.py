@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.chart.conftest import find, pod_spec, render
 
-ROUTES = "routes-kserve-off-values.yaml"  # telemetry.enabled: true
+ROUTES = "routes-kserve-off-values.yaml"  # logFormat: text, telemetry.enabled: true
 MLFLOW_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 DVC_OFF = {"DVC_NO_ANALYTICS": "1"}
 SWITCHES = {*MLFLOW_OFF, *DVC_OFF}

@@ -189,6 +189,8 @@ Call with (dict "root" $ "env" "MODEL_SERVER_DATABASE_URL" "database" "serving")
 {{- if .retrain }}
 {{ include "california-housing.databaseUrlEnv" (dict "root" .root "env" "TRAINING_SERVING_DATABASE_URL" "database" "serving") | trim }}
 {{- end }}
+- name: TRAINING_JOB_LOG_FORMAT
+  value: {{ $v.logFormat | quote }}
 {{- include "california-housing.telemetryEnv" (dict "root" .root "dvc" true) }}
 {{- end }}
 
@@ -367,6 +369,8 @@ env:
   - name: MODEL_SERVER_RETRAIN_CRONJOB
     value: {{ include "california-housing.retrainName" . | quote }}
 {{- end }}
+  - name: MODEL_SERVER_LOG_FORMAT
+    value: {{ $v.logFormat | quote }}
   {{- include "california-housing.telemetryEnv" (dict "root" . "dvc" false) | trim | nindent 2 }}
 {{- with $p.extraEnv }}
   {{- toYaml . | nindent 2 }}
