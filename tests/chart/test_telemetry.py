@@ -3,6 +3,7 @@ that the libraries the images run do read it that way."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,32 +52,42 @@ def test_telemetry_enabled_sets_none_of_the_switches(tools) -> None:
         assert not SWITCHES & env(container).keys(), role
 
 
-def library_verdict(extra: dict[str, str], tmp_path: Path) -> tuple[bool, bool]:
-    """(MLflow's telemetry disabled?, DVC's analytics enabled?) in a clean process with EXTRA:
-    no CI or pytest variable (MLflow turns itself off in CI), no user configuration."""
+def library_verdicts(cases: list[dict[str, str]], tmp_path: Path) -> list[tuple[bool, bool]]:
+    """(MLflow's telemetry disabled?, DVC's analytics enabled?) under each case's variables, in
+    one clean process (no CI or pytest variable: MLflow turns itself off in CI; no user
+    configuration). Both libraries read the variables at each call, so one import serves all."""
     code = (
+        "import json, os, sys\n"
         "from mlflow.telemetry.utils import is_telemetry_disabled\n"
         "from dvc.analytics import is_enabled\n"
-        "print(is_telemetry_disabled(), is_enabled())\n"
+        "base = dict(os.environ)\n"
+        "out = []\n"
+        "for case in json.loads(sys.argv[1]):\n"
+        "    os.environ.clear(); os.environ.update({**base, **case})\n"
+        "    out.append([is_telemetry_disabled(), is_enabled()])\n"
+        "print(json.dumps(out))\n"
     )
-    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **extra}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(cases)],
         capture_output=True,
         text=True,
         env=clean,
         cwd=tmp_path,
         check=True,
         timeout=120,
-    ).stdout.split()
-    return out[0] == "True", out[1] == "True"
+    )
+    return [(a, b) for a, b in json.loads(result.stdout)]
 
 
 def test_mlflow_and_dvc_read_the_charts_switches(tools, tmp_path: Path) -> None:
     training = containers(render("helm4"))["training"]
     switches = {k: v for k, v in env(training).items() if k in SWITCHES}
-    assert library_verdict(switches, tmp_path) == (True, False)
+    with_switches, without, convention = library_verdicts(
+        [switches, {}, {"DO_NOT_TRACK": "1"}], tmp_path
+    )
+    assert with_switches == (True, False)
     # ... and without them both would send data: the check can fail
-    assert library_verdict({}, tmp_path) == (False, True)
+    assert without == (False, True)
     # MLflow takes DO_NOT_TRACK only as "true": the convention's 1 would not stop it
-    assert library_verdict({"DO_NOT_TRACK": "1"}, tmp_path)[0] is False
+    assert convention[0] is False
