@@ -267,3 +267,14 @@ def test_chart_metadata() -> None:
     # the runbook the alerts link to is in the sources the chart names
     runbook = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["runbookUrl"]
     assert runbook.startswith(chart["home"] + "/blob/")
+
+
+def test_notes_tell_how_to_reach_the_ingress_and_the_route(tools) -> None:
+    for values, text in (
+        (CHART / "ci" / ROUTES, "curl -s https://california-housing.example.com/v1/models/"),
+        (HTTPROUTE_VALUES, "get httproute ch-california-housing-predictor"),
+    ):
+        result = run_tool(
+            "helm4", "install", "ch", str(CHART), "--dry-run", "-n", "x", "-f", str(values)
+        )
+        assert text in result.stdout.split("NOTES:")[1], values
