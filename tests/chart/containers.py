@@ -292,6 +292,10 @@ LIBRARY_ENV = {
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_ENDPOINT_URL",
+    # Telemetry switches (the chart's telemetry.enabled=false): MLflow's and DVC's own.
+    "MLFLOW_DISABLE_TELEMETRY",
+    "DO_NOT_TRACK",
+    "DVC_NO_ANALYTICS",
 }
 
 

@@ -57,6 +57,29 @@ BAD_VALUES = {
     "bad log level": ["predictor.logLevel=LOUD"],
     "resources without limits": ["predictor.resources.limits=null"],
     "spill size not in Mi or Gi": ["predictor.predictionSpill.sizeLimit=1G"],
+    "relative runbook URL": ["metrics.runbookUrl=docs/runbook.md"],
+    "unknown log format": ["logFormat=xml"],
+    "telemetry not a boolean": ["telemetry.enabled=maybe"],
+    "runbook URL with an anchor": ["metrics.runbookUrl=https://x.example/runbook.md#top"],
+    "PDB budget not a count or percent": ["predictor.podDisruptionBudget.maxUnavailable=half"],
+    "spread without topologyKey": [
+        "predictor.topologySpreadConstraints[0].maxSkew=1",
+        "predictor.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+    ],
+    "bad priority class name": ["predictor.priorityClassName=Not_A_Name"],
+    "extra env without a name": ["training.extraEnv[0].value=x"],
+    "extra mount with a relative path": [
+        "mlflow.extraVolumeMounts[0].name=x",
+        "mlflow.extraVolumeMounts[0].mountPath=data",
+    ],
+    "ingress path type unknown": [
+        "kserve.enabled=false",
+        "predictor.ingress.enabled=true",
+        "predictor.ingress.hosts[0].host=a.example.com",
+        "predictor.ingress.hosts[0].paths[0].path=/",
+        "predictor.ingress.hosts[0].paths[0].pathType=Glob",
+    ],
+    "HTTPRoute without a Gateway": ["kserve.enabled=false", "predictor.httpRoute.enabled=true"],
 }
 
 
@@ -99,6 +122,7 @@ PASSTHROUGH = {
     "prometheus",
     "kubeApiServer",
     "probes",
+    "hosts",
 }
 
 

@@ -19,8 +19,10 @@ from tests.chart.conftest import find, install_tools, render
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-DASHBOARDS = REPO / "dashboards"
-RULES = REPO / "charts" / "california-housing" / "rules"
+CHART = REPO / "charts" / "california-housing"
+# Generated into the chart by `python -m monitoring.generate` (tests/chart checks they are fresh).
+DASHBOARDS = CHART / "dashboards"
+RULES = CHART / "rules"
 RUNBOOK = REPO / "docs" / "runbook.md"
 RULE_TESTS = sorted(HERE.glob("rules_*_test.yaml"))
 
@@ -45,7 +47,7 @@ def prometheus_binary() -> str:
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
-    """The committed dashboards (equal to the chart's copy: tests/chart checks that)."""
+    """The dashboards the chart ships (as generated: tests/chart checks that)."""
     return {p.name: json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))}
 
 

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from housing.policy import RetrainPolicy
+from monitoring.common import JOB, RUNBOOK_PLACEHOLDER
+from monitoring.common import NAMESPACE_PLACEHOLDER as NAMESPACE
 from tests.observability.conftest import RULE_TESTS, RULES, alert_rules, recording_rules
 from tests.observability.test_dashboards import runbook_anchors
 
@@ -40,7 +43,7 @@ def test_promtool_check_rules_on_the_rendered_chart(
 
 
 def test_promtool_check_rules_on_the_rule_files(promtool: str) -> None:
-    """The files a developer edits (the chart ships them unchanged: tests/chart checks)."""
+    """The generated files themselves, placeholders and all (the chart fills those in)."""
     files = [str(p) for p in sorted(RULES.glob("*.yaml"))]
     result = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -123,7 +126,13 @@ def test_thresholds_are_the_agreed_ones() -> None:
     assert 'setting="drift_threshold"' in drift["expr"] and "0.2" not in drift["expr"]
     assert drift["for"] == "15m"
     live = rules["CaliforniaHousingLiveErrorDegraded"]["expr"]
-    assert "model_server_model_offline_r2" in live and "- 0.1" in live and "< 0.5" in live
+    assert "model_server_model_offline_r2" in live
+    for setting in ("degradation_margin", "r2_floor", "min_feedback"):
+        matchers = f'job="{JOB}", namespace="{NAMESPACE}", setting="{setting}"'
+        assert f"model_server_retrain_policy{{{matchers}}}" in live
+    policy = RetrainPolicy()
+    literals = {str(policy.degradation_margin), str(policy.r2_floor), str(policy.min_feedback)}
+    assert not literals & set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", live)), live
     assert (
         "model_server_retrain_last_go_unpromoted"
         in (rules["CaliforniaHousingChampionNotPromoted"]["expr"])
@@ -145,7 +154,7 @@ def test_every_alert_is_labelled_and_documented() -> None:
         notes = rule["annotations"]
         assert notes["summary"] and notes["description"], name
         url = notes["runbook_url"]
-        assert url == f"docs/runbook.md#{name.lower()}", name
+        assert url == f"{RUNBOOK_PLACEHOLDER}#{name.lower()}", name
         assert name.lower() in anchors, f"docs/runbook.md has no section {name}"
         documented.add(name.lower())
     # one runbook section per alert, and no section for an alert that does not exist
@@ -153,13 +162,22 @@ def test_every_alert_is_labelled_and_documented() -> None:
     assert alert_sections == documented
 
 
-def test_every_selector_uses_the_service_monitors_job(service_monitor: dict[str, Any]) -> None:
+def test_every_selector_uses_the_service_monitors_job_and_namespace(
+    service_monitor: dict[str, Any], rendered_rule: dict[str, Any]
+) -> None:
+    """Scoped to the release: the rendered rules select the release's namespace everywhere."""
     job = service_monitor["spec"]["endpoints"][0]["relabelings"][0]["replacement"]
-    spec = rule_files_spec()
+    namespace = rendered_rule["metadata"]["namespace"]
+    spec = rendered_rule["spec"]
     for rule in alert_rules(spec) + recording_rules(spec):
         expr = rule["expr"]
         selectors = re.findall(r"\b(?:model_server_\w+|up)\{([^}]*)\}", expr)
         bare = re.findall(r"(?<![:\w])(model_server_\w+|up)(?![\w:{])", expr)
         assert not bare, f"{rule.get('alert') or rule['record']}: selector without job: {bare}"
         for matchers in selectors:
-            assert f'job="{job}"' in matchers, rule.get("alert") or rule["record"]
+            name = rule.get("alert") or rule["record"]
+            assert matchers.startswith(f'job="{job}", namespace="{namespace}"'), name
+        # recorded series (another release records the same names) by namespace too
+        recorded = re.findall(r"\b(\w+:\w+:\w+)(\{[^}]*\})?", expr)
+        for metric, matchers in recorded:
+            assert matchers == f'{{namespace="{namespace}"}}', (rule.get("alert"), metric)

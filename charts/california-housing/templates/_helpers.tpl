@@ -189,6 +189,28 @@ Call with (dict "root" $ "env" "MODEL_SERVER_DATABASE_URL" "database" "serving")
 {{- if .retrain }}
 {{ include "california-housing.databaseUrlEnv" (dict "root" .root "env" "TRAINING_SERVING_DATABASE_URL" "database" "serving") | trim }}
 {{- end }}
+- name: TRAINING_JOB_LOG_FORMAT
+  value: {{ $v.logFormat | quote }}
+{{- include "california-housing.telemetryEnv" (dict "root" .root "dvc" true) }}
+{{- end }}
+
+{{/*
+Telemetry off (telemetry.enabled=false) in a container that runs MLflow (and, with "dvc" true,
+DVC): MLflow 3.2+ reads MLFLOW_DISABLE_TELEMETRY, and DO_NOT_TRACK only as "true"
+(mlflow/telemetry/utils.py), not the convention's 1; DVC reads DVC_NO_ANALYTICS (any value).
+Call with (dict "root" $ "dvc" bool).
+*/}}
+{{- define "california-housing.telemetryEnv" -}}
+{{- if not .root.Values.telemetry.enabled }}
+- name: MLFLOW_DISABLE_TELEMETRY
+  value: "true"
+- name: DO_NOT_TRACK
+  value: "true"
+{{- if .dvc }}
+- name: DVC_NO_ANALYTICS
+  value: "1"
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Volumes of a training pod. */}}
@@ -257,14 +279,26 @@ containers:
       {{- toYaml .args | nindent 6 }}
     env:
       {{- include "california-housing.trainingEnv" (dict "root" .root "retrain" .retrain) | nindent 6 }}
+      {{- with $v.training.extraEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
     resources:
       {{- toYaml $v.training.resources | nindent 6 }}
     securityContext:
       {{- toYaml $v.containerSecurityContext | nindent 6 }}
     volumeMounts:
       {{- include "california-housing.trainingVolumeMounts" .root | nindent 6 }}
+      {{- with $v.training.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
 volumes:
   {{- include "california-housing.trainingVolumes" .root | nindent 2 }}
+  {{- with $v.training.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with $v.training.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with $v.training.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -335,6 +369,12 @@ env:
   - name: MODEL_SERVER_RETRAIN_CRONJOB
     value: {{ include "california-housing.retrainName" . | quote }}
 {{- end }}
+  - name: MODEL_SERVER_LOG_FORMAT
+    value: {{ $v.logFormat | quote }}
+  {{- include "california-housing.telemetryEnv" (dict "root" . "dvc" false) | trim | nindent 2 }}
+{{- with $p.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 resources:
   {{- toYaml $p.resources | nindent 2 }}
 securityContext:
@@ -372,6 +412,9 @@ volumeMounts:
   - name: api-keys
     mountPath: {{ include "california-housing.apiKeysDir" . }}
     readOnly: true
+{{- end }}
+{{- with $p.extraVolumeMounts }}
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
@@ -430,6 +473,30 @@ log's spill folder and, with auth, the API keys. */}}
     sizeLimit: {{ .Values.predictor.predictionSpill.sizeLimit }}
 {{- if .Values.auth.enabled }}
 {{ include "california-housing.apiKeysVolume" (dict "root" . "entries" (list "user" "admin")) }}
+{{- end }}
+{{- with .Values.predictor.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Scheduling of the predictor pods (Deployment or InferenceService): priority class and topology
+spread; a constraint without a labelSelector gets the predictor's selector labels.
+*/}}
+{{- define "california-housing.predictorScheduling" -}}
+{{- $p := .Values.predictor -}}
+{{- with $p.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if $p.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range $p.topologySpreadConstraints }}
+{{- $c := deepCopy . }}
+{{- if not $c.labelSelector }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "california-housing.selectorLabels" (dict "root" $ "component" "predictor") | fromYaml)) }}
+{{- end }}
+  - {{ toYaml $c | nindent 4 | trim }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -502,6 +569,9 @@ have, so offline renders stay complete. Included by templates/required-crds.yaml
 {{- end }}
 {{- if and .Values.metrics.prometheusRule.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule")) }}
 {{- $missing = append $missing "monitoring.coreos.com/v1 PrometheusRule (Prometheus Operator; metrics.prometheusRule.enabled=false)" }}
+{{- end }}
+{{- if and .Values.predictor.httpRoute.enabled (not (.Capabilities.APIVersions.Has "gateway.networking.k8s.io/v1/HTTPRoute")) }}
+{{- $missing = append $missing "gateway.networking.k8s.io/v1 HTTPRoute (Gateway API; predictor.httpRoute.enabled=false)" }}
 {{- end }}
 {{- if $missing }}
 {{- fail (printf "\n\nThe cluster lacks the CRDs these values need:\n  - %s\nInstall the operators' CRDs first, or turn the features off with the values named above.\n" (join "\n  - " $missing)) }}

@@ -1,25 +1,22 @@
 """The Grafana dashboards of the California Housing system, built with grafana-foundation-sdk.
 
-    python dashboards/generate.py           # (re)write dashboards/*.json
-    python dashboards/generate.py --check   # exit 1 if a committed file differs from a fresh build
-
-then `charts/sync-dashboards.sh` copies them into the chart, which ships each as a ConfigMap for
-Grafana's dashboard sidecar. The JSON files are generated: edit this module, never the JSON.
+`python -m monitoring.generate` writes them into the chart (charts/california-housing/
+dashboards/), which ships each as a ConfigMap for Grafana's dashboard sidecar. The JSON files
+are generated: edit this module, never the JSON.
 
 Conventions (tests/observability checks them): every panel reads the `${datasource}` variable,
 filters on the `namespace` and `model` variables and the job the chart's ServiceMonitor sets,
 has a unit and a description that tells an on-call engineer what to do, and every query returns
-data against a real model server (tests/observability/test_prometheus.py).
+data against a real model server (tests/observability/test_prometheus.py). Static bands that
+stand for a threshold of the retraining policy or the gate come from their owners
+(monitoring.common): an edited default moves the band with it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from grafana_foundation_sdk.builders import (
     bargauge,
@@ -38,19 +35,19 @@ from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana_foundation_sdk.models import heatmap as heatmap_models
 from grafana_foundation_sdk.models import prometheus as prometheus_models
 
-HERE = Path(__file__).resolve().parent
+from monitoring.common import (
+    DRIFT_MIN_WINDOW,
+    JOB,
+    RUNBOOK_PLACEHOLDER,
+    SLO_LATENCY_LE,
+    SLO_TARGET,
+    gate_r2_floor,
+    policy_defaults,
+)
 
-# The job label that the chart's ServiceMonitor sets (templates/servicemonitor.yaml); the alert
-# rules (charts/california-housing/rules/*.yaml) select on it too.
-JOB = "california-housing-predictor"
 # Every query's selector: the predictor's job, the namespace and model picked in the variables.
 NAMESPACE = 'namespace="$namespace"'
 SELECTOR = f'job="{JOB}", {NAMESPACE}, model_name="$model"'
-# The runbook that panel descriptions and alerts point at (one section per alert).
-RUNBOOK = "docs/runbook.md"
-# The latency SLO of the alert rules: 99% of successful requests faster than 100 ms.
-SLO_LATENCY_LE = "0.1"
-SLO_TARGET = 0.99
 # Predictions are in units of $100,000: panels in dollars multiply by this.
 DOLLARS = 100000
 # Custom Grafana units: a burn rate reads "14.4\u00d7", a prediction bucket "2.5\u00d7$100k".
@@ -92,7 +89,7 @@ def describe(what: str, act: str, alert: str | None = None) -> str:
     """A panel description: what it shows, then what to do (and the runbook section)."""
     text = f"{what}\n\nWhat to do: {act}"
     if alert:
-        text += f" Runbook: {RUNBOOK}#{alert.lower()} (alert {alert})."
+        text += f" Runbook: {RUNBOOK_PLACEHOLDER}#{alert.lower()} (alert {alert})."
     return text
 
 
@@ -847,7 +844,11 @@ def serving() -> tuple[str, str, str, list[Row]]:
 
 
 def model_health() -> tuple[str, str, str, list[Row]]:
-    psi_thresholds = ((0.1, "orange"), (0.2, "red"))
+    policy = policy_defaults()
+    # The policy's drift_threshold is the "significant shift" band (PSI 0.2 by convention);
+    # half of it is the conventional "moderate" band (0.1).
+    drift, moderate = policy.drift_threshold, policy.drift_threshold / 2
+    psi_thresholds = ((moderate, "orange"), (drift, "red"))
     rows = [
         Row(
             "Input drift",
@@ -856,9 +857,12 @@ def model_health() -> tuple[str, str, str, list[Row]]:
                     "PSI per feature",
                     describe(
                         "Population stability index of each feature over the drift window (the"
-                        " newest inputs) against the model's training profile. < 0.1 no shift,"
-                        " 0.1-0.2 moderate, > 0.2 significant (the retraining trigger).",
-                        "above 0.2 for 15 minutes: find which features moved and whether the"
+                        " newest inputs) against the model's training profile."
+                        f" < {moderate:g} no shift, {moderate:g}-{drift:g} moderate,"
+                        f" > {drift:g} significant (the retraining policy's default"
+                        " drift_threshold, the retraining trigger).",
+                        "above the policy's drift_threshold for 15 minutes: find which features"
+                        " moved and whether the"
                         " clients' population changed (a new region) or a client sends broken"
                         " values; retraining on new data is the fix for a real shift.",
                         "CaliforniaHousingFeatureDrift",
@@ -913,7 +917,7 @@ def model_health() -> tuple[str, str, str, list[Row]]:
                     describe(
                         "Validated inputs in each version's drift window (at most"
                         " MODEL_SERVER_DRIFT_WINDOW). PSI over a few rows is noise: the drift"
-                        " alert waits for 100.",
+                        f" alert waits for {DRIFT_MIN_WINDOW}.",
                         "a small window after a restart or a new version fills with traffic.",
                     ),
                     "short",
@@ -937,8 +941,10 @@ def model_health() -> tuple[str, str, str, list[Row]]:
                     describe(
                         "R² of the newest predictions that received ground truth, per version,"
                         " beside the version's test R² from training (dashed).",
-                        "live R² below offline R² - 0.1, or below 0.5, is degraded: check drift"
-                        " and the feedback itself, then retrain.",
+                        f"live R² below offline R² - {policy.degradation_margin:g}, or below"
+                        f" {policy.r2_floor:g} (the retraining policy's defaults of"
+                        " degradation_margin and r2_floor), is degraded: check drift and the"
+                        " feedback itself, then retrain.",
                         "CaliforniaHousingLiveErrorDegraded",
                     ),
                     "none",
@@ -953,7 +959,7 @@ def model_health() -> tuple[str, str, str, list[Row]]:
                         ),
                     ],
                     upper=1,
-                    steps=((0.5, "transparent"),),
+                    steps=((policy.r2_floor, "transparent"),),
                 ),
                 ts(
                     "Live RMSE and MAE",
@@ -1001,7 +1007,8 @@ def model_health() -> tuple[str, str, str, list[Row]]:
                     describe(
                         "Ground-truth values received per second, by the version served when"
                         " they came, and the labelled predictions live error is computed over.",
-                        "live error is judged with at least 200 labelled predictions; below"
+                        "live error is judged with at least"
+                        f" {policy.min_feedback} labelled predictions; below"
                         " that the live panels are noise.",
                         "CaliforniaHousingNoFeedback",
                     ),
@@ -1190,7 +1197,8 @@ def retraining() -> tuple[str, str, str, list[Row]]:
                     text_mode=common.BigValueTextMode.VALUE_AND_NAME,
                     decimals=3,
                     base="red",
-                    steps=((0.5, "green"),),
+                    # the promotion gate's floor on test R²
+                    steps=((gate_r2_floor(), "green"),),
                     width=6,
                 ),
                 single(
@@ -1441,40 +1449,10 @@ def build(spec: Callable[[], tuple[str, str, str, list[Row]]]) -> dashboard_mode
 
 
 def render(spec: Callable[[], tuple[str, str, str, list[Row]]]) -> str:
-    """The dashboard as the JSON text committed under dashboards/."""
+    """The dashboard as the JSON text the chart ships."""
     return json.dumps(build(spec), cls=JSONEncoder, indent=2, ensure_ascii=False) + "\n"
 
 
 def generate() -> dict[str, str]:
     """Every dashboard: file name -> JSON text."""
     return {name: render(spec) for name, spec in DASHBOARDS.items()}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if stale")
-    parser.add_argument("--out", type=Path, default=HERE, help="folder of the JSON files")
-    args = parser.parse_args(argv)
-    stale = []
-    for name, text in generate().items():
-        path = args.out / name
-        if args.check:
-            if not path.is_file() or path.read_text(encoding="utf-8") != text:
-                stale.append(name)
-            continue
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path}")
-    if args.check:
-        stale += [
-            f"{path.name} (not generated)"
-            for path in sorted(args.out.glob("*.json"))
-            if path.name not in DASHBOARDS
-        ]
-    if stale:
-        print("stale: " + ", ".join(stale) + ": run python dashboards/generate.py", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
