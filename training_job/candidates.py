@@ -1,4 +1,4 @@
-"""The candidate models. Each is a plain scikit-learn estimator built from params.yaml."""
+"""The candidate models. Each is a scikit-learn estimator built from params.yaml."""
 
 from __future__ import annotations
 
@@ -28,10 +28,21 @@ def _hgb(seed: int, **kw: Any) -> RegressorMixin:
     return HistGradientBoostingRegressor(random_state=seed, early_stopping=False, **kw)
 
 
+def _lightgbm(seed: int, **kw: Any) -> RegressorMixin:
+    from lightgbm import LGBMRegressor
+
+    from housing.estimator import geo_boosting
+
+    # Threads: the job's threadpool limit (TRAINING_THREADS) caps LightGBM's OpenMP pool.
+    return geo_boosting(LGBMRegressor(random_state=seed, verbose=-1, **kw))
+
+
 BUILDERS: dict[str, Callable[..., RegressorMixin]] = {
     "linear_regression": _linear,
     "decision_tree": _tree,
     "hist_gradient_boosting": _hgb,
+    # Boosting on the coordinates' geographic features (housing.estimator), tuned by `tune`.
+    "lightgbm": _lightgbm,
 }
 
 
