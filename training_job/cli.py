@@ -126,7 +126,8 @@ def tune(
     if base is None:
         typer.echo(f"error: tune.candidate {loaded.tune.candidate!r} is not a train candidate")
         raise typer.Exit(2)
-    _run(lambda: run_tune(prepared, out, loaded.tune, base, loaded.train.seed))
+    threads = TrainingSettings().threads
+    _run(lambda: run_tune(prepared, out, loaded.tune, base, loaded.train.seed, threads))
 
 
 @app.command()

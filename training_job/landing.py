@@ -64,11 +64,19 @@ def import_new(url: str, workspace: Path) -> list[str]:
     from dvc.repo import Repo
 
     batches.mkdir(parents=True, exist_ok=True)
-    with Repo(str(workspace)) as repo:
-        for name in new:
-            log.info("importing landed file %s", name)
-            try:
-                repo.imp_url(_join(source, name), out=str(batches / name))
-            except DvcException as exc:
-                raise LandingError(f"dvc import-url {name} failed: {exc}") from exc
+    # DVC's logger writes INFO to stdout through handlers it installs when imported
+    # ("Importing ... -> ..."); the retrain command's stdout is its JSON result.
+    dvc_log = logging.getLogger("dvc")
+    level = dvc_log.level
+    dvc_log.setLevel(logging.WARNING)
+    try:
+        with Repo(str(workspace)) as repo:
+            for name in new:
+                log.info("importing landed file %s", name)
+                try:
+                    repo.imp_url(_join(source, name), out=str(batches / name))
+                except DvcException as exc:
+                    raise LandingError(f"dvc import-url {name} failed: {exc}") from exc
+    finally:
+        dvc_log.setLevel(level)
     return new

@@ -101,7 +101,7 @@ def train(
         searched = tuned_hyperparameters(tuned, name) if tuned is not None else {}
         hyperparameters = {**configured, **searched}
         log.info("[%d/%d] training %s", index, total, name)
-        model = build(name, params.seed, hyperparameters)
+        model = build(name, params.seed, hyperparameters, settings.threads)
         started = time.perf_counter()
         model.fit(x_train, y_train)
         fit_seconds = time.perf_counter() - started

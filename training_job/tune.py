@@ -42,6 +42,7 @@ def tune(
     params: TuneParams,
     base: dict[str, Any],
     seed: int,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Search `params.space` around the candidate's `base` hyperparameters; write the best."""
     import optuna
@@ -53,7 +54,7 @@ def tune(
     x_val, y_val = val[features], val[TARGET].to_numpy()
 
     def objective(trial: Any) -> float:
-        model = build(params.candidate, seed, {**base, **_suggest(trial, params.space)})
+        model = build(params.candidate, seed, {**base, **_suggest(trial, params.space)}, threads)
         model.fit(x_train, y_train)
         return float(np.sqrt(np.mean((model.predict(x_val) - y_val) ** 2)))
 
