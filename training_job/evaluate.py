@@ -11,12 +11,10 @@ import joblib
 import mlflow
 import numpy as np
 from mlflow.entities import Run
-from sklearn.inspection import permutation_importance
 
 from housing.contract import FEATURES, TARGET
 from housing.registry import CANDIDATE_TAG
 from housing.regression import regression_metrics
-from training_job import plots
 from training_job.io import read_json, write_json
 from training_job.params import EvaluateParams
 from training_job.prepare import load_prepared
@@ -108,6 +106,11 @@ def report(
     """Each candidate's plots (predicted vs actual, residuals, permutation importance) logged
     to its run, and the selected one's written to `plots_dir` for `dvc plots`. Nothing here
     decides promotion, so a retraining run draws them after the alias moved."""
+    # Imported here, off the path to the decision (matplotlib and sklearn.inspection).
+    from sklearn.inspection import permutation_importance
+
+    from training_job import plots
+
     data = load_prepared(prepared_dir)
     features = list(FEATURES)
     x_test, y_test = data.test[features], data.test[TARGET].to_numpy()
