@@ -12,9 +12,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # Columns of StatLib's cal_housing.data, in file order (no header in the file).
 RAW_COLUMNS: tuple[str, ...] = (
@@ -140,7 +141,69 @@ PROFILE_PATH = Path(PROFILE_DIR) / PROFILE_FILENAME
 
 
 class ProfileError(ValueError):
-    """A feature profile this code cannot read (another profile_version, not an object)."""
+    """A feature profile this code cannot read (another profile_version, not an object, a
+    field missing or of the wrong type)."""
+
+
+class _Frozen(BaseModel):
+    # Unknown keys are refused: a field this code does not know is a layout it would misread,
+    # which is what PROFILE_VERSION is for.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Histogram(_Frozen):
+    """Equal-frequency bins of the training data: [-inf, e0), [e0, e1), ..., [e_last, inf]."""
+
+    edges: tuple[float, ...]
+    proportions: tuple[float, ...]
+
+
+class ColumnProfile(_Frozen):
+    """One column of the training split (a feature, or the target)."""
+
+    name: str
+    min: float
+    max: float
+    mean: float
+    std: float
+    quantiles: dict[str, float]
+    histogram: Histogram
+    reference: tuple[float, ...] = Field(min_length=1)
+    """A seeded sample of the training values: the two-sample KS test's reference."""
+
+
+class FeatureProfile(ColumnProfile):
+    """A feature: its statistics and the range the server accepts."""
+
+    dtype: Literal["double"]
+    valid_min: float
+    valid_max: float
+
+
+class Profile(_Frozen):
+    """The feature profile, typed (layout: docs/model-contract.md)."""
+
+    profile_version: Literal[1]
+    data_digest: str
+    rows: int = Field(ge=1)
+    features: tuple[FeatureProfile, ...] = Field(min_length=1)
+    target: ColumnProfile
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @classmethod
+    def parse(cls, data: Any) -> Profile:
+        """`data` (the decoded JSON) as a Profile; ProfileError says what is wrong."""
+        check_profile(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ProfileError(f"feature profile: {problems}") from None
 
 
 def check_profile(profile: Any) -> dict[str, Any]:
@@ -156,5 +219,11 @@ def check_profile(profile: Any) -> dict[str, Any]:
 
 
 def read_profile(path: Path) -> dict[str, Any]:
-    """The profile in the JSON file at `path`, its version checked."""
+    """The profile in the JSON file at `path`, its version checked (as plain JSON; `load_profile`
+    gives the typed object)."""
     return check_profile(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_profile(path: Path) -> Profile:
+    """The profile in the JSON file at `path`, typed and checked."""
+    return Profile.parse(json.loads(path.read_text(encoding="utf-8")))

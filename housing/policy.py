@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from housing.drift import DEFAULT_ALPHA, FeatureDrift
+
 # The windows the signals are computed over, the same for the server's gauges and the job's
 # decision (TRAINING_ and MODEL_SERVER_ LIVE_WINDOW / DRIFT_WINDOW), so that both judge alike.
 DEFAULT_WINDOW = 1000
@@ -67,6 +69,9 @@ class RetrainPolicy(BaseModel):
     """Live error counts only once this many recent predictions have feedback."""
     drift_threshold: float = Field(default=0.2, gt=0.0)
     """Retrain when any feature's PSI exceeds this (0.1 moderate, 0.2 significant shift)."""
+    drift_alpha: float = Field(default=DEFAULT_ALPHA, gt=0.0, lt=1.0)
+    """... or when a two-sample KS test rejects "no shift" for any feature at this family-wise
+    false-alarm rate (alpha / features each, Bonferroni; housing.drift)."""
     max_age_hours: float = Field(default=168.0, gt=0.0)
     """Retrain when the champion is older than this (hours)."""
     min_interval_hours: float = Field(default=6.0, ge=0.0)
@@ -88,7 +93,8 @@ class Signals:
     champion_test_r2: float | None = None
     live_r2: float | None = None
     live_samples: int = 0
-    drift: dict[str, float] = field(default_factory=dict)
+    # By feature, judged at the policy's drift_alpha (training_job.signals).
+    drift: dict[str, FeatureDrift] = field(default_factory=dict)
     last_retrain_at: datetime | None = None
     champion_since: datetime | None = None
 
@@ -148,13 +154,21 @@ def decide(signals: Signals, policy: RetrainPolicy, force: bool = False) -> Deci
                 f"- margin {policy.degradation_margin:.3f}"
             )
 
-    drifted = {k: v for k, v in signals.drift.items() if v > policy.drift_threshold}
-    if drifted:
+    # The same rule as the server's gauges and the alert: KS above its critical value, or PSI
+    # above the threshold, on any feature.
+    tested = sorted(d for d in signals.drift.values() if d.drifted)
+    shifted = sorted(d for d in signals.drift.values() if d.psi > policy.drift_threshold)
+    if tested or shifted:
         triggers.append("drift")
+    if tested:
         reasons.append(
-            "drift above "
-            f"{policy.drift_threshold}: "
-            + ", ".join(f"{k} PSI {v:.3f}" for k, v in sorted(drifted.items()))
+            f"drift (KS test, family-wise alpha {policy.drift_alpha:g}): "
+            + ", ".join(f"{d.feature} KS {d.ks:.3f} > {d.ks_critical:.3f}" for d in tested)
+        )
+    if shifted:
+        reasons.append(
+            f"drift above PSI {policy.drift_threshold:g}: "
+            + ", ".join(f"{d.feature} PSI {d.psi:.3f}" for d in shifted)
         )
 
     age_from = signals.champion_since

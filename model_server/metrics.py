@@ -44,6 +44,8 @@ class VersionSignals:
     version: str
     window: int  # inputs in the drift window
     drift: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # feature: (psi, ks)
+    # feature: the KS statistic above which it has drifted (housing.drift, at the policy's alpha)
+    ks_critical: Mapping[str, float] = field(default_factory=dict)
     feedback_samples: int = 0  # newest predictions with feedback, at most LIVE_WINDOW
     live: Mapping[str, float] | None = None  # r2, rmse, mae over those
     coverage: float | None = None  # with feedback / predicted, among the newest predictions
@@ -235,6 +237,12 @@ class SignalsCollector(Collector):
             "reference sample.",
             [*versioned, "feature"],
         )
+        ks_critical = gauge(
+            "model_server_feature_drift_ks_critical",
+            "The KS statistic above which the feature has drifted: the critical value at the "
+            "retraining policy's drift_alpha over the features (Bonferroni), for this window.",
+            [*versioned, "feature"],
+        )
         window = gauge(
             "model_server_drift_window_size",
             "Validated inputs in the version's drift window.",
@@ -272,6 +280,8 @@ class SignalsCollector(Collector):
             for feature, (psi_value, ks_value) in v.drift.items():
                 psi.add_metric([*labels, feature], psi_value)
                 ks.add_metric([*labels, feature], ks_value)
+            for feature, critical in v.ks_critical.items():
+                ks_critical.add_metric([*labels, feature], critical)
             samples.add_metric(labels, v.feedback_samples)
             if v.live is not None:
                 r2.add_metric(labels, v.live["r2"])
@@ -281,7 +291,7 @@ class SignalsCollector(Collector):
                 coverage.add_metric(labels, v.coverage)
             if v.offline_r2 is not None:
                 offline.add_metric(labels, v.offline_r2)
-        yield from (psi, ks, window, r2, rmse, mae, samples, coverage, offline)
+        yield from (psi, ks, ks_critical, window, r2, rmse, mae, samples, coverage, offline)
 
         running = gauge(
             "model_server_retrain_running",

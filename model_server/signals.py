@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from housing.drift import profile_drift
+from housing.contract import Profile
+from housing.drift import DEFAULT_ALPHA, profile_drift
 from housing.policy import Outcome, RetrainPolicy
 from housing.registry import TEST_R2_TAG
 from housing.regression import live_error
@@ -125,6 +126,8 @@ class SignalsMonitor:
         self._interval = interval
         self._live_window = live_window
         self._previous = _Previous(live={}, retrain=None)
+        # The typed profile of each served version, parsed once (loaded.profile is plain JSON).
+        self._profiles: dict[str, Profile] = {}
         self._failing: str | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -149,25 +152,34 @@ class SignalsMonitor:
     def refresh(self) -> Signals:
         """Compute and publish every signal once; the published set."""
         served = list(self._served())
-        self._windows.keep({loaded.version for loaded in served})
+        versions = {loaded.version for loaded in served}
+        self._windows.keep(versions)
+        self._profiles = {k: v for k, v in self._profiles.items() if k in versions}
+        retrain = self._retraining()
+        # The decision's rule, at the policy in force (the default while it cannot be read).
+        alpha = retrain.policy.get("drift_alpha", DEFAULT_ALPHA) if retrain else DEFAULT_ALPHA
         signals = Signals(
-            versions=tuple(self._version(loaded) for loaded in served),
-            retrain=self._retraining(),
+            versions=tuple(self._version(loaded, alpha) for loaded in served),
+            retrain=retrain,
         )
         self._metrics.publish_signals(signals)
         return signals
 
-    def _version(self, loaded: LoadedModel) -> VersionSignals:
+    def _profile(self, loaded: LoadedModel) -> Profile:
+        profile = self._profiles.get(loaded.version)
+        if profile is None:
+            profile = self._profiles[loaded.version] = Profile.parse(dict(loaded.profile))
+        return profile
+
+    def _version(self, loaded: LoadedModel, alpha: float) -> VersionSignals:
         window = self._windows.snapshot(loaded.version)
-        drift = {
-            d.feature: (d.psi, d.ks)
-            for d in (profile_drift(loaded.profile, window) if len(window) else [])
-        }
+        drifts = profile_drift(self._profile(loaded), window, alpha) if len(window) else []
         samples, live, coverage = self._live(loaded.version)
         return VersionSignals(
             version=loaded.version,
             window=len(window),
-            drift=drift,
+            drift={d.feature: (d.psi, d.ks) for d in drifts},
+            ks_critical={d.feature: d.ks_critical for d in drifts},
             feedback_samples=samples,
             live=live,
             coverage=coverage,

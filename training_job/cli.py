@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from housing.policy import Outcome
 from housing.version import version
-from training_job.params import DEFAULT_PARAMS, ParamsError, load_params
+from training_job.params import DEFAULT_PARAMS, REFERENCE, TUNED, ParamsError, load_params
 from training_job.settings import TrainingSettings
 from training_job.validate import DataValidationError
 
@@ -141,11 +141,33 @@ def prepare(
     _run(lambda: run_prepare(raw, out, metrics / "prepare.json", load_params(params).prepare))
 
 
+TunedOpt = Annotated[Path, typer.Option(help="The hyperparameter search's result (JSON).")]
+
+
+@app.command()
+def tune(
+    prepared: PreparedOpt = PREPARED,
+    out: TunedOpt = TUNED,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Search one candidate's hyperparameters on the train and validation rows (Optuna)."""
+    from training_job.tune import tune as run_tune
+
+    loaded = load_params(params)
+    base = loaded.train.candidates.get(loaded.tune.candidate)
+    if base is None:
+        typer.echo(f"error: tune.candidate {loaded.tune.candidate!r} is not a train candidate")
+        raise typer.Exit(2)
+    threads = TrainingSettings().threads
+    _run(lambda: run_tune(prepared, out, loaded.tune, base, loaded.train.seed, threads))
+
+
 @app.command()
 def train(
     prepared: PreparedOpt = PREPARED,
     models: ModelsOpt = MODELS,
     metrics: MetricsOpt = METRICS,
+    tuned: TunedOpt = TUNED,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
     """Fit every candidate; log each as an MLflow run with its model, data and signature."""
@@ -154,7 +176,7 @@ def train(
     settings = TrainingSettings()
     _run(
         lambda: run_train(
-            prepared, models, metrics / "train.json", load_params(params).train, settings
+            prepared, models, metrics / "train.json", load_params(params).train, settings, tuned
         )
     )
 
@@ -167,21 +189,22 @@ def evaluate(
     plots: Annotated[Path, typer.Option(help="Folder for DVC plots.")] = PLOTS,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
-    """Score every candidate on the test split, log plots, select the best by validation."""
+    """Score every candidate on the test split, select the best by validation, log plots."""
     from training_job.evaluate import evaluate as run_evaluate
+    from training_job.evaluate import report
 
     settings = TrainingSettings()
+    evaluate_params = load_params(params).evaluate
+    evaluation = metrics / "evaluate.json"
     _run(
         lambda: run_evaluate(
-            prepared,
-            models,
-            metrics / "train.json",
-            metrics / "evaluate.json",
-            plots,
-            load_params(params).evaluate,
-            settings,
+            prepared, models, metrics / "train.json", evaluation, evaluate_params, settings
         )
     )
+    _run(lambda: report(prepared, models, evaluation, plots, evaluate_params, settings))
+
+
+ReferenceOpt = Annotated[Path, typer.Option(help="Folder of the frozen reference set.")]
 
 
 @app.command()
@@ -189,6 +212,7 @@ def register(
     prepared: PreparedOpt = PREPARED,
     models: ModelsOpt = MODELS,
     metrics: MetricsOpt = METRICS,
+    reference: ReferenceOpt = REFERENCE,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
     """Register the selected candidate; gate it; move @champion or @challenger (last)."""
@@ -198,7 +222,12 @@ def register(
     settings = TrainingSettings()
     result = _run(
         lambda: run_register(
-            prepared, models, metrics / "evaluate.json", load_params(params).registration, settings
+            prepared,
+            models,
+            metrics / "evaluate.json",
+            load_params(params).registration,
+            settings,
+            reference,
         )
     )
     typer.echo(json.dumps(as_dict(result), indent=2))
@@ -210,6 +239,31 @@ def _workspace(settings: TrainingSettings) -> TrainingSettings:
 
     ready = _run(lambda: materialize(settings.workspace, Path.cwd(), settings.dvc_remote))
     return settings.model_copy(update={"workspace": ready})
+
+
+@app.command("freeze-reference")
+def freeze_reference(
+    raw: Annotated[Path, typer.Option(help="The original raw data file.")] = Path(
+        "data/raw/cal_housing.data"
+    ),
+    out: ReferenceOpt = REFERENCE,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Once: write the test split of the original data as the frozen reference set (then
+    `dvc add` and `dvc push` it). Refuses to overwrite it."""
+    from training_job.reference import freeze
+
+    prepare_params = load_params(params).prepare
+    rows = _run(
+        lambda: freeze(
+            raw,
+            out,
+            prepare_params.split_salt,
+            prepare_params.test_percent,
+            prepare_params.val_percent,
+        )
+    )
+    typer.echo(f"{out}: {rows} held-out rows frozen; now `dvc add` and `dvc push` them")
 
 
 @app.command()
@@ -242,7 +296,14 @@ def pipeline(
         workspace = settings.workspace
     raw = raw or workspace / RAW
     params = params or workspace / DEFAULT_PARAMS
-    result = _run(lambda: run_pipeline(raw, Layout(workspace), load_params(params), settings))
+    # A workspace without its own reference set (a scratch folder for the outputs) uses the
+    # one of the current folder, as --raw and --params may.
+    reference = workspace / REFERENCE if (workspace / REFERENCE).exists() else REFERENCE
+    result = _run(
+        lambda: run_pipeline(
+            raw, Layout(workspace), load_params(params), settings, workspace / TUNED, reference
+        )
+    )
     typer.echo(json.dumps(as_dict(result), indent=2))
 
 

@@ -1,5 +1,5 @@
-"""Step 3 of the pipeline: score every candidate on the held-out test set, draw its plots,
-log both to its MLflow run, and select the candidate to register."""
+"""Step 3 of the pipeline: score every candidate on the held-out test set, log it to its
+MLflow run, and select the candidate to register; then (`report`) draw each one's plots."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import joblib
 import mlflow
 import numpy as np
 from mlflow.entities import Run
-from sklearn.inspection import permutation_importance
 
 from housing.contract import FEATURES, TARGET
 from housing.registry import CANDIDATE_TAG
 from housing.regression import regression_metrics
-from training_job import plots
 from training_job.io import read_json, write_json
 from training_job.params import EvaluateParams
 from training_job.prepare import load_prepared
@@ -59,26 +57,74 @@ def evaluate(
     models_dir: Path,
     train_metrics_path: Path,
     metrics_path: Path,
-    plots_dir: Path,
     params: EvaluateParams,
     settings: TrainingSettings,
 ) -> dict:
+    """Score every candidate on the test split (logged to its run), select the one to register
+    by its validation metric, write `metrics_path`. What decides promotion, and nothing else:
+    `report` draws the plots afterwards."""
+    data = load_prepared(prepared_dir)
+    x_test, y_test = data.test[list(FEATURES)], data.test[TARGET].to_numpy()
+    val_metrics: dict[str, dict[str, float]] = read_json(train_metrics_path)
+
+    connect(settings)
+    report: dict[str, dict[str, float]] = {}
+    for name in val_metrics:
+        path = models_dir / f"{name}.joblib"
+        run = find_candidate_run(name, path)
+        test = regression_metrics(y_test, joblib.load(path).predict(x_test), "test_")
+        with mlflow.start_run(run_id=run.info.run_id):
+            mlflow.log_metrics(test)
+        report[name] = {**val_metrics[name], **test}
+        log.info(
+            "%s: test R² %.4f, RMSE %.4f, MAE %.4f",
+            name,
+            test["test_r2"],
+            test["test_rmse"],
+            test["test_mae"],
+        )
+
+    selected = _best(val_metrics, params.selection_metric)
+    result = {
+        "selected": selected,
+        "selection_metric": params.selection_metric,
+        "candidates": report,
+    }
+    write_json(metrics_path, result)
+    log.info("selected %s by %s", selected, params.selection_metric)
+    return result
+
+
+def report(
+    prepared_dir: Path,
+    models_dir: Path,
+    metrics_path: Path,
+    plots_dir: Path,
+    params: EvaluateParams,
+    settings: TrainingSettings,
+) -> None:
+    """Each candidate's plots (predicted vs actual, residuals, permutation importance) logged
+    to its run, and the selected one's written to `plots_dir` for `dvc plots`. Nothing here
+    decides promotion, so a retraining run draws them after the alias moved."""
+    # Imported here, off the path to the decision (matplotlib and sklearn.inspection).
+    from sklearn.inspection import permutation_importance
+
+    from training_job import plots
+
     data = load_prepared(prepared_dir)
     features = list(FEATURES)
     x_test, y_test = data.test[features], data.test[TARGET].to_numpy()
     sample = data.val.sample(n=min(params.importance_rows, len(data.val)), random_state=0)
     x_val, y_val = sample[features], sample[TARGET].to_numpy()
-    val_metrics: dict[str, dict[str, float]] = read_json(train_metrics_path)
+    selected: str = read_json(metrics_path)["selected"]
 
     connect(settings)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    report: dict[str, dict[str, float]] = {}
-    for name in val_metrics:
+    for name in read_json(metrics_path)["candidates"]:
         path = models_dir / f"{name}.joblib"
         model = joblib.load(path)
         run = find_candidate_run(name, path)
         predicted = model.predict(x_test)
-        test = regression_metrics(y_test, predicted, "test_")
         importance = permutation_importance(
             model,
             x_val,
@@ -89,7 +135,6 @@ def evaluate(
             n_jobs=1,
         )
         with mlflow.start_run(run_id=run.info.run_id):
-            mlflow.log_metrics(test)
             for artifact, fig in (
                 ("predicted_vs_actual.png", plots.predicted_vs_actual(y_test, predicted, name)),
                 ("residuals.png", plots.residuals(y_test, predicted, name)),
@@ -101,27 +146,10 @@ def evaluate(
                 ),
             ):
                 mlflow.log_figure(fig, f"plots/{artifact}")
-                if name == _best(val_metrics, params.selection_metric):
+                if name == selected:
                     fig.savefig(plots_dir / artifact, dpi=80, metadata={"Software": None})
-        report[name] = {**val_metrics[name], **test}
-        log.info(
-            "%s: test R² %.4f, RMSE %.4f, MAE %.4f",
-            name,
-            test["test_r2"],
-            test["test_rmse"],
-            test["test_mae"],
-        )
-
-    selected = _best(val_metrics, params.selection_metric)
     _write_plot_data(plots_dir, selected, models_dir, x_test, y_test, params.plot_points)
-    result = {
-        "selected": selected,
-        "selection_metric": params.selection_metric,
-        "candidates": report,
-    }
-    write_json(metrics_path, result)
-    log.info("selected %s by %s", selected, params.selection_metric)
-    return result
+    log.info("plots of %d candidates logged", len(read_json(metrics_path)["candidates"]))
 
 
 def _best(val_metrics: dict[str, dict[str, float]], metric: str) -> str:

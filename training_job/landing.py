@@ -39,11 +39,16 @@ def _join(url: str, name: str) -> str:
 
 def list_landing(url: str, cwd: Path) -> list[str]:
     """Names of the data files in the landing location (not recursive)."""
-    if "://" not in url and not Path(url).exists():
-        return []  # nothing has landed yet
-    # One entry per line; folders end with "/".
-    names = [line.strip() for line in _dvc("ls-url", url, cwd=cwd).splitlines()]
-    return sorted(n for n in names if n and not n.endswith("/") and Path(n).suffix in DATA_SUFFIXES)
+    if "://" not in url:
+        # A local folder is listed directly: `dvc ls-url` would cost a process start (seconds,
+        # on the path from "data landed" to "new champion serving").
+        folder = Path(url)
+        names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    else:
+        # One entry per line; folders end with "/".
+        names = [line.strip() for line in _dvc("ls-url", url, cwd=cwd).splitlines()]
+        names = [n for n in names if n and not n.endswith("/")]
+    return sorted(n for n in names if Path(n).suffix in DATA_SUFFIXES)
 
 
 def import_new(url: str, workspace: Path) -> list[str]:
@@ -52,8 +57,26 @@ def import_new(url: str, workspace: Path) -> list[str]:
     batches = workspace / BATCHES
     imported = {p.name.removesuffix(".dvc") for p in batches.glob("*.dvc")}
     new = [name for name in list_landing(source, workspace) if name not in imported]
-    for name in new:
-        log.info("importing landed file %s", name)
-        batches.mkdir(parents=True, exist_ok=True)
-        _dvc("import-url", _join(source, name), (BATCHES / name).as_posix(), cwd=workspace)
+    if not new:
+        return new
+    # DVC's own `import-url`, run in this process (a `dvc` process per file cost seconds).
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    batches.mkdir(parents=True, exist_ok=True)
+    # DVC's logger writes INFO to stdout through handlers it installs when imported
+    # ("Importing ... -> ..."); the retrain command's stdout is its JSON result.
+    dvc_log = logging.getLogger("dvc")
+    level = dvc_log.level
+    dvc_log.setLevel(logging.WARNING)
+    try:
+        with Repo(str(workspace)) as repo:
+            for name in new:
+                log.info("importing landed file %s", name)
+                try:
+                    repo.imp_url(_join(source, name), out=str(batches / name))
+                except DvcException as exc:
+                    raise LandingError(f"dvc import-url {name} failed: {exc}") from exc
+    finally:
+        dvc_log.setLevel(level)
     return new

@@ -9,6 +9,11 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_PARAMS = Path("params.yaml")
+# The hyperparameter search's result (training_job.tune), relative to the workspace: kept in
+# git, so that every run trains the tuned model without repeating the search.
+TUNED = Path("models/tuned.json")
+# The frozen reference set's folder (training_job.reference), relative to the workspace.
+REFERENCE = Path("data/reference")
 
 
 class _Strict(BaseModel):
@@ -36,6 +41,17 @@ class TrainParams(_Strict):
     candidates: dict[str, dict[str, Any]] = Field(min_length=1)
 
 
+class TuneParams(_Strict):
+    candidate: str = Field(min_length=1)
+    """The candidate (a train.candidates key) whose hyperparameters are searched."""
+    trials: int = Field(ge=1)
+    timeout_seconds: float = Field(gt=0)
+    """The search stops at `trials` or after this long, whichever comes first."""
+    seed: int
+    space: dict[str, list[float | int | str]] = Field(min_length=1)
+    """name: [low, high] (ints if both are), optionally [low, high, log]."""
+
+
 class EvaluateParams(_Strict):
     selection_metric: Literal["val_rmse", "val_mae", "val_r2"]
     plot_points: int = Field(ge=10)
@@ -51,10 +67,13 @@ class RegisterParams(_Strict):
     """The gate's floor on the candidate's held-out test R² (params.yaml's older name,
     r2_floor, is still read; the retraining policy's r2_floor is a floor on live R²)."""
     min_improvement: float = Field(ge=0.0, le=1.0)
+    reference_tolerance: float = Field(ge=0.0, le=1.0)
+    """How much worse than the champion's R² on the frozen reference set a challenger may be."""
 
 
 class Params(_Strict):
     prepare: PrepareParams
+    tune: TuneParams
     train: TrainParams
     evaluate: EvaluateParams
     # `register` would shadow ABCMeta.register on the model class.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training_job import failpoints
-from training_job.evaluate import evaluate
+from training_job.evaluate import evaluate, report
 from training_job.params import Params
 from training_job.prepare import prepare
 from training_job.register import Registration, register
@@ -42,24 +42,48 @@ class Layout:
 
 
 def run_pipeline(
-    raw: Path, layout: Layout, params: Params, settings: TrainingSettings
+    raw: Path,
+    layout: Layout,
+    params: Params,
+    settings: TrainingSettings,
+    tuned: Path,
+    reference: Path,
 ) -> Registration:
+    """`tuned`: the search's result to train with (params.TUNED in the workspace);
+    `reference`: the frozen reference set's folder (reference.REFERENCE in the workspace)."""
     prepare(raw, layout.prepared, layout.metrics / "prepare.json", params.prepare)
-    train(layout.prepared, layout.models, layout.metrics / "train.json", params.train, settings)
+    train(
+        layout.prepared,
+        layout.models,
+        layout.metrics / "train.json",
+        params.train,
+        settings,
+        tuned=tuned,
+    )
     failpoints.hit("after_train")
     evaluate(
         layout.prepared,
         layout.models,
         layout.metrics / "train.json",
         layout.metrics / "evaluate.json",
-        layout.plots,
         params.evaluate,
         settings,
     )
-    return register(
+    registration = register(
         layout.prepared,
         layout.models,
         layout.metrics / "evaluate.json",
         params.registration,
         settings,
+        reference,
     )
+    # After the decision: the server may already be loading the new champion meanwhile.
+    report(
+        layout.prepared,
+        layout.models,
+        layout.metrics / "evaluate.json",
+        layout.plots,
+        params.evaluate,
+        settings,
+    )
+    return registration

@@ -27,10 +27,11 @@ from housing.registry import (
 from housing.regression import regression_metrics
 from training_job import failpoints
 from training_job.evaluate import find_candidate_run
-from training_job.gate import GateDecision, gate
+from training_job.gate import GateDecision, ReferenceScores, gate
 from training_job.io import read_json
 from training_job.params import RegisterParams
 from training_job.prepare import load_prepared
+from training_job.reference import load_reference
 from training_job.settings import TrainingSettings
 from training_job.tracking import connect
 from training_job.train import MODEL_URI_TAG
@@ -64,17 +65,22 @@ def register(
     evaluation_path: Path,
     params: RegisterParams,
     settings: TrainingSettings,
+    reference_dir: Path,
 ) -> Registration:
     evaluation = read_json(evaluation_path)
     selected: str = evaluation["selected"]
-    test = load_prepared(prepared_dir).test
+    prepared = load_prepared(prepared_dir)
+    test = prepared.test
     x_test, y_test = test[list(FEATURES)], test[TARGET].to_numpy()
+    x_ref, y_ref = load_reference(reference_dir, prepared.info["split_salt"])
 
     connect(settings)
     client = MlflowClient()
     model_path = models_dir / f"{selected}.joblib"
     run = find_candidate_run(selected, model_path)
-    candidate_metrics = regression_metrics(y_test, joblib.load(model_path).predict(x_test))
+    candidate = joblib.load(model_path)
+    candidate_metrics = regression_metrics(y_test, candidate.predict(x_test))
+    candidate_ref_r2 = regression_metrics(y_ref, candidate.predict(x_ref))["r2"]
 
     try:
         client.get_registered_model(params.model_name)
@@ -87,13 +93,23 @@ def register(
 
     champion_before = current_champion(client, params.model_name)
     champion_r2: float | None = None
+    reference: ReferenceScores | None = None
     if champion_before is not None:
         # Score the champion on today's test rows, not on the number it was promoted with:
         # both models must be judged on the same data.
         champion = mlflow.sklearn.load_model(f"models:/{params.model_name}/{champion_before}")
         champion_r2 = regression_metrics(y_test, champion.predict(x_test))["r2"]
+        reference = ReferenceScores(
+            candidate_r2=candidate_ref_r2,
+            champion_r2=regression_metrics(y_ref, champion.predict(x_ref))["r2"],
+            tolerance=params.reference_tolerance,
+        )
     decision: GateDecision = gate(
-        candidate_metrics["r2"], champion_r2, params.test_r2_floor, params.min_improvement
+        candidate_metrics["r2"],
+        champion_r2,
+        params.test_r2_floor,
+        params.min_improvement,
+        reference,
     )
 
     failpoints.hit("before_register")
@@ -115,6 +131,10 @@ def register(
             "gate.reasons": "; ".join(decision.reasons),
             "gate.champion_version": champion_before or "none",
             "gate.champion_test_r2": "none" if champion_r2 is None else f"{champion_r2:.6f}",
+            "gate.reference_r2": f"{candidate_ref_r2:.6f}",
+            "gate.champion_reference_r2": "none"
+            if reference is None
+            else f"{reference.champion_r2:.6f}",
         },
     ).version
     failpoints.hit("before_promote")

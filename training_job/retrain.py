@@ -21,7 +21,7 @@ from housing.servingdb import RecordStore
 from housing.servingdb.retrain import RetrainStore
 from training_job import failpoints
 from training_job.landing import import_new, list_landing
-from training_job.params import Params
+from training_job.params import REFERENCE, TUNED, Params
 from training_job.pipeline import Layout, run_pipeline
 from training_job.settings import TrainingSettings
 from training_job.signals import gather
@@ -91,7 +91,7 @@ def retrain(
         # DVC hashes each new file as it imports it; the digest below then sees the change.
         import_new(settings.resolved_landing_url, workspace)
     model_name = params.registration.model_name
-    signals = gather(settings, model_name, raw, records, store)
+    signals = gather(settings, model_name, raw, records, store, policy.drift_alpha)
     decision = decide(signals, policy, force=force)
     record: dict[str, Any] = {
         "source": source,
@@ -129,7 +129,9 @@ def retrain(
     try:
         failpoints.hit("retrain_started")
         layout = Layout(settings.state_dir / "retrain")
-        registration = run_pipeline(raw, layout, params, settings)
+        registration = run_pipeline(
+            raw, layout, params, settings, workspace / TUNED, workspace / REFERENCE
+        )
     except Exception as exc:
         store.finish_decision(decision_id, Outcome.FAILED, None, error=str(exc)[:2000])
         raise

@@ -11,8 +11,8 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from housing.contract import PROFILE_DIR, PROFILE_FILENAME, read_profile
-from housing.drift import profile_drift
+from housing.contract import PROFILE_DIR, PROFILE_FILENAME, Profile, load_profile
+from housing.drift import FeatureDrift, profile_drift
 from housing.policy import Signals
 from housing.registry import CHAMPION, DATA_DIGEST_TAG, TEST_R2_TAG
 from housing.regression import live_error
@@ -22,7 +22,7 @@ from training_job.datafile import data_digest
 from training_job.settings import TrainingSettings
 
 
-def _champion(model_name: str) -> tuple[Any, dict[str, Any] | None]:
+def _champion(model_name: str) -> tuple[Any, Profile | None]:
     try:
         version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
@@ -30,7 +30,7 @@ def _champion(model_name: str) -> tuple[Any, dict[str, Any] | None]:
     profile_dir = mlflow.artifacts.download_artifacts(
         f"models:/{model_name}/{version.version}/{PROFILE_DIR}"
     )
-    profile = read_profile(Path(profile_dir) / PROFILE_FILENAME)
+    profile = load_profile(Path(profile_dir) / PROFILE_FILENAME)
     return version, profile
 
 
@@ -40,8 +40,11 @@ def live_r2(records: RecordStore, version: str, window: int) -> tuple[float | No
     return (None if scores is None else scores["r2"]), len(pairs)
 
 
-def input_drift(records: RecordStore, profile: dict[str, Any], window: int) -> dict[str, float]:
-    names = [f["name"] for f in profile["features"]]
+def input_drift(
+    records: RecordStore, profile: Profile, window: int, alpha: float
+) -> dict[str, FeatureDrift]:
+    """Drift of the newest `window` validated inputs, judged at family-wise `alpha`."""
+    names = profile.names
     rows = [
         [r["inputs"][n] for n in names]
         for r in records.recent(window)
@@ -49,7 +52,8 @@ def input_drift(records: RecordStore, profile: dict[str, Any], window: int) -> d
     ]
     if not rows:
         return {}
-    return {d.feature: d.psi for d in profile_drift(profile, np.array(rows, dtype="float64"))}
+    window_rows = np.array(rows, dtype="float64")
+    return {d.feature: d for d in profile_drift(profile, window_rows, alpha)}
 
 
 def gather(
@@ -58,6 +62,7 @@ def gather(
     raw: Path,
     records: RecordStore,
     retrain: RetrainStore,
+    drift_alpha: float,
 ) -> Signals:
     version, profile = _champion(model_name)
     last_run = retrain.last_run_started()
@@ -80,7 +85,7 @@ def gather(
         champion_test_r2=float(version.tags[TEST_R2_TAG]) if TEST_R2_TAG in version.tags else None,
         live_r2=r2,
         live_samples=samples,
-        drift=input_drift(records, profile, settings.drift_window),
+        drift=input_drift(records, profile, settings.drift_window, drift_alpha),
         last_retrain_at=last_run,
         champion_since=max(created, last_run) if last_run else created,
     )

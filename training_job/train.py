@@ -6,6 +6,7 @@ import hashlib
 import logging
 import time
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from training_job.params import TrainParams
 from training_job.prepare import load_prepared
 from training_job.settings import TrainingSettings
 from training_job.tracking import connect, git_commit
+from training_job.tune import tuned_hyperparameters
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +45,18 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _requirements() -> list[str]:
+def _requirements(model: Any) -> list[str]:
     # Stated, not inferred: MLflow's inference imports the model in a subprocess (seconds).
-    return [
+    stated = [
         f"scikit-learn=={sklearn.__version__}",
         f"numpy=={np.__version__}",
         f"scipy=={scipy.__version__}",
         f"skops=={skops.__version__}",
     ]
+    if type(model).__module__ == "housing.estimator":
+        # Unpickling it imports skl2onnx (its ONNX export) and LightGBM (its booster).
+        stated += [f"{d}=={version(d)}" for d in ("lightgbm", "skl2onnx", "onnxmltools")]
+    return stated
 
 
 AMBIGUOUS_SOURCE = "The specified dataset source can be interpreted in multiple ways"
@@ -79,8 +85,12 @@ def train(
     metrics_path: Path,
     params: TrainParams,
     settings: TrainingSettings,
+    tuned: Path | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Fit each candidate, save it under `models_dir`, log it to MLflow; return val metrics."""
+    """Fit each candidate, save it under `models_dir`, log it to MLflow; return val metrics.
+
+    `tuned` is the search's result (training_job.tune): its hyperparameters override the
+    params.yaml entry of the candidate it tuned."""
     data = load_prepared(prepared_dir)
     features = list(FEATURES)
     x_train, y_train = data.train[features], data.train[TARGET].to_numpy()
@@ -96,9 +106,11 @@ def train(
     models_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, float]] = {}
     total = len(params.candidates)
-    for index, (name, hyperparameters) in enumerate(params.candidates.items(), start=1):
+    for index, (name, configured) in enumerate(params.candidates.items(), start=1):
+        searched = tuned_hyperparameters(tuned, name) if tuned is not None else {}
+        hyperparameters = {**configured, **searched}
         log.info("[%d/%d] training %s", index, total, name)
-        model = build(name, params.seed, hyperparameters)
+        model = build(name, params.seed, hyperparameters, settings.threads)
         started = time.perf_counter()
         model.fit(x_train, y_train)
         fit_seconds = time.perf_counter() - started
@@ -117,6 +129,7 @@ def train(
                 }
             )
             mlflow.log_params({"candidate": name, "seed": params.seed, **hyperparameters})
+            mlflow.set_tag("tuned", str(bool(searched)).lower())
             mlflow.log_params({"split_salt": data.info["split_salt"]})
             mlflow.log_metrics({**val, "fit_seconds": fit_seconds})
             for split, context in (
@@ -132,7 +145,7 @@ def train(
                 signature=infer_signature(example, model.predict(example)),
                 input_example=example,
                 extra_files=[str(profile)],
-                pip_requirements=_requirements(),
+                pip_requirements=_requirements(model),
                 # We made this file ourselves a moment ago; these are exactly its types.
                 skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
             )

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # What a workspace needs from the project; everything else (code, tests, charts) is not
 # read from the workspace.
 _PROJECT_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore")
-_PROJECT_DIRS = (".dvc", "data/raw", "dvc-remote")
+_PROJECT_DIRS = (".dvc", "data/raw", "data/reference", "dvc-remote")
 _NOT_COPIED = shutil.ignore_patterns(
     "tmp", "cache", "site-cache", "config.local", "*.data", "*.csv"
 )
@@ -65,5 +65,6 @@ def materialize(workspace: Path, project: Path, remote: str | None) -> Path:
             [*dvc, "remote", "add", "--local", "--force", "--default", "deployed", remote],
             workspace,
         )
-    _run([sys.executable, "-m", "dvc", "pull", "--quiet", "--recursive", "data/raw"], workspace)
+    pulled = [d for d in ("data/raw", "data/reference") if (workspace / d).is_dir()]
+    _run([sys.executable, "-m", "dvc", "pull", "--quiet", "--recursive", *pulled], workspace)
     return workspace

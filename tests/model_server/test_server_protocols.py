@@ -19,8 +19,8 @@ TOLERANCE = 1e-4  # the server's stated ONNX tolerance, in $100,000
 
 @pytest.fixture(scope="module")
 def expected(candidates: dict[str, Any]) -> np.ndarray:
-    """What the champion (the pipeline's selected hist_gradient_boosting) predicts in-process."""
-    return np.asarray(candidates["hist_gradient_boosting"].predict(_frame(X)))
+    """What the champion (the pipeline's selected lightgbm) predicts in-process."""
+    return np.asarray(candidates["lightgbm"].predict(_frame(X)))
 
 
 def _frame(x: np.ndarray) -> Any:

@@ -73,7 +73,7 @@ def test_shadow_then_the_challenger_wins_on_live_error_and_is_served_without_res
     x = rows[list(FEATURES)].to_numpy()
     actual = rows["MedHouseVal"].to_numpy()
     tree_says = candidates["decision_tree"].predict(rows[list(FEATURES)])
-    boosting_says = candidates["hist_gradient_boosting"].predict(rows[list(FEATURES)])
+    boosting_says = candidates["lightgbm"].predict(rows[list(FEATURES)])
     labelled = 120
     # The premise of the promotion below, on these very rows.
     assert r2_score(actual[:labelled], boosting_says[:labelled]) > 0.1 + r2_score(
@@ -218,7 +218,7 @@ def test_canary_sends_a_share_to_the_challenger_sticky_by_key(
     mlflow_client(uri).set_registered_model_alias(MODEL, "challenger", tree)
     frame = pd.DataFrame([ROWS[0]], columns=FEATURES)
     expected = {
-        "1": candidates["hist_gradient_boosting"].predict(frame)[0],
+        "1": candidates["lightgbm"].predict(frame)[0],
         tree: candidates["decision_tree"].predict(frame)[0],
     }
     server = start_server(

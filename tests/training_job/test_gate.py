@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training_job.gate import gate
+from training_job.gate import ReferenceScores, gate
 
 
 def test_first_model_above_floor_is_promoted() -> None:
@@ -36,3 +36,19 @@ def test_better_than_a_bad_champion_but_below_floor_is_not_promoted() -> None:
     decision = gate(0.45, 0.30, test_r2_floor=0.5, min_improvement=0.002)
     assert not decision.promote
     assert len(decision.reasons) == 2
+
+
+def test_worse_on_the_reference_set_is_not_promoted_whatever_the_test_rows_say() -> None:
+    """Scenario 4's shape: the polluted test rows favour the challenger, the frozen reference
+    rows do not."""
+    reference = ReferenceScores(candidate_r2=0.79, champion_r2=0.87, tolerance=0.01)
+    decision = gate(0.495, 0.474, test_r2_floor=0.4, min_improvement=0.002, reference=reference)
+    assert not decision.promote and decision.alias == "challenger"
+    assert "reference R² 0.7900 < champion's 0.8700 - tolerance 0.0100" in decision.reasons
+
+
+def test_within_the_tolerance_on_the_reference_set_is_promoted() -> None:
+    reference = ReferenceScores(candidate_r2=0.865, champion_r2=0.87, tolerance=0.01)
+    decision = gate(0.88, 0.86, test_r2_floor=0.5, min_improvement=0.002, reference=reference)
+    assert decision.promote
+    assert "reference R² 0.8650 >= champion's 0.8700 - tolerance 0.0100" in decision.reasons

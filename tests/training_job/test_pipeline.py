@@ -38,7 +38,7 @@ def test_champion_is_registered_with_its_contract(trained_registry: TrainedRegis
     client = client_for(trained_registry.tracking_uri)
     version = client.get_model_version_by_alias(MODEL, "champion")
     tags = version.tags
-    assert tags["candidate"] == "hist_gradient_boosting"
+    assert tags["candidate"] == "lightgbm"
     assert tags["gate.decision"] == "champion"
     assert float(tags["test_r2"]) >= 0.83
     assert tags["data_digest"] == file_md5(RAW_DATA) == "01d0b31df796a8d4b7a6ce4c37f42dbc"
@@ -47,7 +47,9 @@ def test_champion_is_registered_with_its_contract(trained_registry: TrainedRegis
     run = client.get_run(version.run_id)
     for metric in ("r2", "rmse", "mae"):
         assert f"val_{metric}" in run.data.metrics and f"test_{metric}" in run.data.metrics
-    assert run.data.params["max_iter"] == "500"
+    # The workspace has no search result (models/tuned.json): params.yaml's entry applies.
+    assert run.data.params["n_estimators"] == "600"
+    assert run.data.tags["tuned"] == "false"
     assert run.data.tags["mlflow.source.git.commit"] == tags["mlflow.source.git.commit"]
     inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"cal_housing-train", "cal_housing-val", "cal_housing-test"}
@@ -77,10 +79,10 @@ def test_every_candidate_is_a_run(trained_registry: TrainedRegistry) -> None:
     assert {r.data.tags["candidate"] for r in runs} == {
         "linear_regression",
         "decision_tree",
-        "hist_gradient_boosting",
+        "lightgbm",
     }
     evaluation = json.loads((trained_registry.workspace / "metrics/evaluate.json").read_text())
-    assert evaluation["selected"] == "hist_gradient_boosting"
+    assert evaluation["selected"] == "lightgbm"
     # The old production model's level, and the old baseline's.
     assert 0.55 < evaluation["candidates"]["decision_tree"]["test_r2"] < 0.75
     assert 0.55 < evaluation["candidates"]["linear_regression"]["test_r2"] < 0.65
@@ -92,8 +94,8 @@ def params_with(tmp_path: Path, candidates: list[str]) -> Path:
     data["train"]["candidates"] = {
         k: v for k, v in data["train"]["candidates"].items() if k in candidates
     }
-    if "hist_gradient_boosting" in candidates:
-        data["train"]["candidates"]["hist_gradient_boosting"]["max_iter"] = 100
+    if "lightgbm" in candidates:
+        data["train"]["candidates"]["lightgbm"]["n_estimators"] = 100
     path = tmp_path / f"params-{'-'.join(candidates)}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -114,7 +116,7 @@ def test_gating_sequence(gated: tuple[Path, Path, str], tmp_path: Path) -> None:
     assert aliases(client) == {"champion": "1"}
 
     # A better model is promoted.
-    boosting = params_with(tmp_path, ["hist_gradient_boosting"])
+    boosting = params_with(tmp_path, ["lightgbm"])
     run_pipeline(root, state, params=boosting)
     assert aliases(client) == {"champion": "2"}
     v2 = client.get_model_version(MODEL, "2")

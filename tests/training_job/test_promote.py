@@ -78,7 +78,7 @@ class Loop:
         x, y = rows[list(FEATURES)], rows[TARGET].to_numpy()
         with RecordStore(self.database_url) as records:
             records.migrate()
-            for version, name in (("1", "hist_gradient_boosting"), (self.tree, "decision_tree")):
+            for version, name in (("1", "lightgbm"), (self.tree, "decision_tree")):
                 predicted = joblib.load(models / f"{name}.joblib").predict(x)
                 batch = [
                     PredictionRecord(
