@@ -390,12 +390,21 @@ def model() -> list[Group]:
                 alert(
                     "CaliforniaHousingFeatureDrift",
                     f"""
-max by (namespace, model_name, feature) (
-  model_server_feature_drift_psi{{SEL}}
+# The decision's own rule (housing/drift.py): a feature's KS statistic above its critical
+# value at the policy's drift_alpha (the server exports both, one-to-one), or its PSI above
+# the policy's drift_threshold (editable at run time), not a copy of either.
+(
+  max by (namespace, model_name, feature) (
+    model_server_feature_drift_ks{{SEL}}
+      > model_server_feature_drift_ks_critical{{SEL}}
+  )
+  or
+  max by (namespace, model_name, feature) (
+    model_server_feature_drift_psi{{SEL}}
+  )
+    > on (namespace, model_name) group_left
+  {indent(policy("drift_threshold"), 2)}
 )
-# The retraining policy's own threshold (editable at run time), not a copy of it.
-  > on (namespace, model_name) group_left
-{policy("drift_threshold")}
 and on (namespace, model_name)
 max by (namespace, model_name) (
   model_server_drift_window_size{{SEL}}
@@ -405,11 +414,12 @@ max by (namespace, model_name) (
                     for_="15m",
                     summary="Input drift on {{ $labels.feature }} for {{ $labels.model_name }}",
                     description=(
-                        "The PSI of {{ $labels.feature }} over the drift window in {{ "
-                        '$labels.namespace }} is {{ $value | printf "%.2f" }} (above the '
-                        "retraining policy's drift_threshold) and has been for 15 minutes. Find "
-                        "out whether the population changed or a client sends broken values; the "
-                        "retraining decision treats this as a trigger."
+                        "{{ $labels.feature }} has drifted over the drift window in {{ "
+                        "$labels.namespace }} for 15 minutes: its KS statistic is above its "
+                        "critical value at the retraining policy's drift_alpha, or its PSI above "
+                        'drift_threshold (value {{ $value | printf "%.2f" }}). Find out whether '
+                        "the population changed or a client sends broken values; the retraining "
+                        "decision treats this as a trigger."
                     ),
                 ),
                 alert(

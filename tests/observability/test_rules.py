@@ -105,7 +105,7 @@ def test_the_required_alerts_exist() -> None:
         "CaliforniaHousingHighErrorRatio",  # error ratio above a threshold
         "CaliforniaHousingLatencySLOBurnFast",  # multi-window multi-burn-rate
         "CaliforniaHousingLatencySLOBurnSlow",
-        "CaliforniaHousingFeatureDrift",  # PSI > the policy's drift_threshold for 15m
+        "CaliforniaHousingFeatureDrift",  # KS > critical or PSI > drift_threshold for 15m
         "CaliforniaHousingLiveErrorDegraded",  # live R² < offline - 0.1, or < 0.5
         "CaliforniaHousingNoFeedback",
         "CaliforniaHousingPredictionLogBacklog",
@@ -122,6 +122,9 @@ def test_thresholds_are_the_agreed_ones() -> None:
     rules = {r["alert"]: r for r in alert_rules(rule_files_spec())}
     drift = rules["CaliforniaHousingFeatureDrift"]
     assert "model_server_feature_drift_psi" in drift["expr"]
+    # The KS branch compares with the server's critical value (at the policy's drift_alpha).
+    ks = r"model_server_feature_drift_ks\{[^}]*\}\s*>\s*model_server_feature_drift_ks_critical\{"
+    assert re.search(ks, drift["expr"])
     # Against the policy's own gauge, never a copy of its threshold (housing.policy).
     assert 'setting="drift_threshold"' in drift["expr"] and "0.2" not in drift["expr"]
     assert drift["for"] == "15m"
