@@ -5,7 +5,6 @@ monitoring and routes gated on their CRDs, Chart.yaml metadata."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,8 @@ from tests.chart.conftest import (
 ROUTES = "routes-kserve-off-values.yaml"
 KSERVE_EXTRAS = "auth-values.yaml"
 HTTPROUTE_VALUES = REPO / "tests" / "chart" / "testdata" / "httproute-values.yaml"
-# The Gateway API release whose HTTPRoute CRD the rendered route is validated against (a Go
-# module: its zip carries the CRDs, fetched through the Go module proxy and checked by go.sum).
-GATEWAY_API = "sigs.k8s.io/gateway-api@v1.2.1"
+# The CRDs the chart's objects are validated against: the operators' own, unmodified.
+CRDS = REPO / "tests" / "cluster" / "crds"
 
 
 def selector_labels(component: str) -> dict[str, str]:
@@ -134,19 +132,9 @@ def test_ingress_routes_to_the_predictor_service(tools) -> None:
 
 @pytest.fixture(scope="session")
 def httproute_crd() -> Path:
-    """The Gateway API's HTTPRoute CRD (standard channel), from the module's zip."""
-    env = {**os.environ, "GOFLAGS": "-mod=mod"}
-    result = subprocess.run(
-        ["go", "mod", "download", "-json", GATEWAY_API],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO / "charts" / "tools",
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    folder = Path(json.loads(result.stdout)["Dir"]) / "config" / "crd" / "standard"
-    return folder / "gateway.networking.k8s.io_httproutes.yaml"
+    """The Gateway API's HTTPRoute CRD (standard channel), unmodified, kept beside the
+    operators' CRDs the test cluster installs (tests/cluster/crds/README.md)."""
+    return CRDS / "gateway-api-v1.2.1" / "gateway.networking.k8s.io_httproutes.yaml"
 
 
 def crd_problems(crd: Path, objects: list[dict[str, Any]]) -> list[str]:
