@@ -37,7 +37,9 @@ if ! training-job status --require-champion >/dev/null 2>&1; then
   force=(--force)
 fi
 : >"$PIPELINE_LOG"
-mapfile -t stages < <(dvc stage list --name-only)
+# Every stage but tune: the hyperparameter search (minutes) is run on purpose (`dvc repro
+# tune`); its result, models/tuned.json, is versioned and every training reads it.
+mapfile -t stages < <(dvc stage list --name-only | grep -vx tune)
 for i in "${!stages[@]}"; do
   stage="${stages[$i]}"
   step "Pipeline stage $((i + 1))/${#stages[@]}: $stage"
