@@ -7,6 +7,7 @@ prometheus-operator models, installed by the project's own script so that CI get
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -125,3 +126,17 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob", "Pod", "InferenceService")
+
+
+def schema_problems(script: str, objects: list[dict[str, Any]], *args: str) -> list[str]:
+    """What tests/chart/SCRIPT (a validator run by the tools' Python, which has the schema
+    libraries) finds wrong in OBJECTS: one line each, none when they are valid."""
+    result = subprocess.run(
+        [str(TOOLS_PYTHON), str(Path(__file__).with_name(script)), *args],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(result.stdout)

@@ -4,7 +4,6 @@ monitoring and routes gated on their CRDs, Chart.yaml metadata."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,11 @@ from tests.chart.conftest import (
     CHART,
     HELMS,
     REPO,
-    TOOLS_PYTHON,
     find,
     pod_spec,
     render,
     run_tool,
+    schema_problems,
 )
 
 ROUTES = "routes-kserve-off-values.yaml"
@@ -138,15 +137,7 @@ def httproute_crd() -> Path:
 
 
 def crd_problems(crd: Path, objects: list[dict[str, Any]]) -> list[str]:
-    result = subprocess.run(
-        [str(TOOLS_PYTHON), str(Path(__file__).with_name("validate_crd.py")), str(crd), "v1"],
-        input=json.dumps(objects),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return json.loads(result.stdout)
+    return schema_problems("validate_crd.py", objects, str(crd), "v1")
 
 
 @pytest.mark.parametrize("helm", HELMS)

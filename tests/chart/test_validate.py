@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import kubernetes.client.models
 import pytest
 import yaml
 
-from tests.chart.conftest import TOOLS_PYTHON, VALUE_SETS, find, render, render_text, run_tool
+from tests.chart.conftest import VALUE_SETS, find, render, render_text, run_tool, schema_problems
 
 KUBERNETES_VERSIONS = ("1.29.0", "1.31.0", "1.33.0")
 
@@ -149,15 +148,7 @@ def test_inference_service_matches_kserve_models(tools, tmp_path: Path, value_se
 
 
 def monitoring_problems(objects: list[dict[str, Any]]) -> list[str]:
-    result = subprocess.run(
-        [str(TOOLS_PYTHON), str(Path(__file__).with_name("validate_monitoring.py"))],
-        input=json.dumps(objects),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return json.loads(result.stdout)
+    return schema_problems("validate_monitoring.py", objects)
 
 
 def test_monitoring_check_catches_unknown_fields(tools) -> None:
