@@ -48,6 +48,7 @@ from model_server.errors import (
     InvalidInstancesError,
     ModelServerError,
 )
+from model_server.fastpath import FastInference
 from model_server.launchers import make_launcher
 from model_server.loader import RegistryLoader
 from model_server.metrics import ServerMetrics
@@ -338,6 +339,8 @@ class App:
             Exception,
         ):
             app.add_exception_handler(kind, self.errors)
+        # Innermost: inside the guards, in front of KServe's routing.
+        app.add_middleware(FastInference, model=self.model, respond_error=self.errors)
         app.add_middleware(
             RequestGuard,
             max_body_bytes=self.settings.max_body_bytes,
