@@ -10,11 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from housing.contract import physical_violations
+from housing.contract import (
+    NON_NEGATIVE_FEATURES,
+    NOT_ABOVE,
+    POSITIVE_FEATURES,
+    physical_violations,
+)
 from model_server.errors import InvalidInstancesError, Problem
 
 # Signature input types the server can feed as a float64 matrix.
@@ -62,9 +68,31 @@ class FeatureSchema:
             raise ContractError("feature profile has an empty or infinite valid range")
         return cls(names, tuple(kind for _, kind in inputs), low, high)
 
+    @cached_property
+    def _accept(self) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """The lowest value each feature may take, the physical bounds folded into the
+        profile's (> 0 is >= the smallest positive double), and the column pairs of
+        NOT_ABOVE: what `check` needs to accept a valid matrix in two comparisons."""
+        floor = self.valid_min.copy()
+        for i, name in enumerate(self.names):
+            if name in POSITIVE_FEATURES:
+                floor[i] = max(floor[i], np.nextafter(0.0, 1.0))
+            elif name in NON_NEGATIVE_FEATURES:
+                floor[i] = max(floor[i], 0.0)
+        column = {name: i for i, name in enumerate(self.names)}
+        pairs = [(column[a], column[b]) for a, b in NOT_ABOVE if a in column and b in column]
+        return floor, pairs
+
     def check(self, x: np.ndarray) -> None:
         """Refuse NaN, infinities, values outside [valid_min, valid_max] and values no block
         group can have (housing.contract's physical bounds), all at once."""
+        floor, pairs = self._accept
+        # The common case, all valid, in a few vector operations (~5 us, not ~35 for the
+        # itemized search below); NaN compares False, so it fails here too.
+        if ((x >= floor) & (x <= self.valid_max)).all() and all(
+            (x[:, a] <= x[:, b]).all() for a, b in pairs
+        ):
+            return
         low, high = self.valid_min, self.valid_max
         # NaN compares False both ways, so it counts as outside.
         bad = ~((x >= low) & (x <= high))
