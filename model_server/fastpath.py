@@ -108,6 +108,9 @@ class FastInference:
             await self.app(scope, receive, send)
             return
         body, receive = await _read(receive)
+        if body is None:  # the client went away mid-body: KServe's route answers that (499)
+            await self.app(scope, receive, send)
+            return
         try:
             payload = _v2_request(body, self.model.name) if v2 else _v1_request(body, headers)
             if payload is None:  # KServe's to read
@@ -137,8 +140,9 @@ def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-async def _read(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole body (the body guard has it in memory), and a receive that replays it."""
+async def _read(receive: Receive) -> tuple[bytes | None, Receive]:
+    """The whole body (the body guard has it in memory; None if the client left before its
+    end), and a receive that replays what was received."""
     chunks: list[bytes] = []
     first: Message | None = None
     while True:
@@ -157,7 +161,7 @@ async def _read(receive: Receive) -> tuple[bytes, Receive]:
     async def replay() -> Message:
         return pending.pop() if pending else await receive()
 
-    return body, replay
+    return (None if first is not None else body), replay
 
 
 def _v1_request(body: bytes, headers: dict[str, str]) -> Any:
