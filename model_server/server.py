@@ -142,7 +142,7 @@ class PredictorRESTServer(RESTServer):
         *args: Any,
         host: str,
         customize: Callable[[FastAPI], None],
-        access_log: bool,
+        access_log: bool = True,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
