@@ -13,10 +13,15 @@ $TMPDIR/bench-serving-registry, trained there if it has no @champion):
    as soon as the answer is in) for a warm-up, then a measured window: the server's peak
    single-row throughput;
 3. hold: an open loop at `--fraction` (default 0.8; lower values run, for diagnosis, but fail
-   the 80% condition) of that peak for `--hold` seconds (default 60): requests leave on a fixed
-   schedule whatever the answers do, each on an idle keep-alive connection (a new one is opened
-   when none is idle), and latency is counted from the scheduled send time (so a stall is not
-   hidden by the generator waiting for it);
+   the 80% condition) of that peak, measured right before it, for `--hold` seconds (default
+   60): requests leave on a fixed schedule whatever the answers do, each on an idle keep-alive
+   connection, at most as many as the peak had (`--connections`; a request that finds none idle
+   waits for one, and that wait counts in its latency), and latency is counted from the
+   scheduled send time (so a stall is not hidden by the generator waiting for it). With the
+   peak's connection count the server works as it did at its peak; with hundreds of
+   connections (`--max-connections 256`, the protocol before 2026-12-04) each request paid its
+   own wake-up, ~25% more CPU than at the peak, and on a busy machine 80% of the peak became
+   more than the core (bench/README.md);
 4. stops the server gracefully (SIGTERM; it flushes its log) and counts the rows of the
    prediction log against the successful predictions of the whole run (one row each).
 
@@ -189,7 +194,7 @@ def run_backend(
                 f"for {args.hold:g} s (load {serving.loadavg()})"
             )
             cpu0, waited0 = serving.group_usage(process.pid)
-            hold = loadgen.run(*gen, args.hold, args.max_connections, target)
+            hold = loadgen.run(*gen, args.hold, args.max_connections or args.connections, target)
             cpu1, waited1 = serving.group_usage(process.pid)
             # The server's share of its core during the hold, and the time its threads were
             # ready to run but waited for a core (behind each other or other processes).
@@ -302,7 +307,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="closed loop before the peak")
     parser.add_argument("--peak-seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16, help="closed loop (peak)")
-    parser.add_argument("--max-connections", type=int, default=256, help="open loop (hold)")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        help="open loop (hold); 0: the peak's --connections",
+    )
     parser.add_argument("--server-core", default="0")
     parser.add_argument("--client-core", default="1")
     parser.add_argument("--ready-timeout", type=float, default=300.0)
@@ -348,7 +358,8 @@ def main(argv: list[str]) -> int:
         f"server on core {args.server_core}, asyncio generator on core {args.client_core}; "
         f"model version {version['version']} ({version.get('candidate')}); one-row v1 requests; "
         f"peak: {args.connections} connections closed loop, {args.warmup:g} s warm-up + "
-        f"{args.peak_seconds:g} s; hold: open loop at {args.fraction:g} x peak for {args.hold:g} s"
+        f"{args.peak_seconds:g} s; hold: open loop at {args.fraction:g} x peak for {args.hold:g} s "
+        f"on at most {args.max_connections or args.connections} connections"
     )
     print(f"load average at the start: {load_start}")
     print(table(results))

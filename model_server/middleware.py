@@ -6,11 +6,19 @@ request without the key its route needs, or over its rate, before its body is re
 is neither a prediction-log record nor a request metric (an unauthenticated flood costs no
 database write). A body above the cap is refused with 413 before anything parses it; one that
 passes is read once here and replayed to the route, which then reads it from memory.
+
+Before a 413 the rest of the body is read and thrown away, up to DRAIN_BYTES and DRAIN_SECONDS
+(as nginx's lingering close does): a client that writes its whole body before reading, as
+`requests` does, otherwise meets a closed socket (broken pipe, connection reset) instead of
+the answer. Not when the client asked `Expect: 100-continue`: it waits for the answer and
+sends nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import Gauge
@@ -32,6 +40,10 @@ log = logging.getLogger(__name__)
 
 ErrorResponder = Callable[[Request, Exception], Awaitable[Response]]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# What a refused body may still cost to read (a 10 MB upload is ~10 ms on loopback): beyond,
+# the connection is closed as before.
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 10.0
 
 
 class AccessGuard:
@@ -113,6 +125,8 @@ class RequestGuard:
             except ValueError:
                 raise BadRequestError("invalid Content-Length header") from None
             if size > limit:
+                if size <= DRAIN_BYTES:
+                    await _drain(scope, receive)
                 raise PayloadTooLargeError(
                     f"request body of {size} bytes; at most {limit} accepted"
                 )
@@ -125,10 +139,34 @@ class RequestGuard:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:  # chunked bodies declare no length: count as they come
+                if message.get("more_body", False):
+                    await _drain(scope, receive)
                 raise PayloadTooLargeError(f"request body over {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return _replay(b"".join(chunks), receive)
+
+
+async def _drain(scope: Scope, receive: Receive) -> None:
+    """Read and discard the rest of the request's body, within DRAIN_BYTES and DRAIN_SECONDS."""
+    for name, value in scope["headers"]:
+        if name == b"expect" and value.lower() == b"100-continue":
+            return
+    deadline = time.monotonic() + DRAIN_SECONDS
+    drained = 0
+    while drained <= DRAIN_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _replay(body: bytes, receive: Receive, first: Message | None = None) -> Receive:

@@ -47,6 +47,7 @@ from model_server.errors import (
     InvalidInstancesError,
     ModelServerError,
 )
+from model_server.fastpath import FastInference
 from model_server.launchers import make_launcher
 from model_server.loader import RegistryLoader
 from model_server.logs import RequestContext
@@ -136,9 +137,19 @@ class PredictorRESTServer(RESTServer):
     them): each upstream method followed here is pinned by tests/model_server/test_kserve_pin.py.
     """
 
-    def __init__(self, *args: Any, host: str, customize: Callable[[FastAPI], None], **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        host: str,
+        customize: Callable[[FastAPI], None],
+        access_log: bool = True,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.config.host = host  # KServe hard-codes 0.0.0.0
+        # Off: uvicorn then skips the access line entirely; a silenced logger still cost the
+        # line's formatting (the path quoted, ~8 us a request).
+        self.config.access_log = access_log
         self._server = GracefulServer(self.config)
         self._customize = customize
 
@@ -178,6 +189,7 @@ class PredictorServer(ModelServer):
         )
         self.dataplane = PredictorDataPlane(model_registry=self.registered_models)
         self._host = settings.host
+        self._access_log = settings.access_log
         self._customize = customize
         self._on_stop = on_stop
         self._stopped_early = False
@@ -197,6 +209,7 @@ class PredictorServer(ModelServer):
             timeout_keep_alive=self.timeout_keep_alive,
             host=self._host,
             customize=self._customize,
+            access_log=self._access_log,
         )
         self.servers.append(self._rest_server.start())
         self.setup_event_loop()
@@ -356,6 +369,8 @@ class App:
             Exception,
         ):
             app.add_exception_handler(kind, self.errors)
+        # Innermost: inside the guards, in front of KServe's routing.
+        app.add_middleware(FastInference, model=self.model, respond_error=self.errors)
         app.add_middleware(
             RequestGuard,
             max_body_bytes=self.settings.max_body_bytes,

@@ -15,8 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kserve import ModelServer
+from kserve import InferRequest, Model, ModelServer
+from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.server import RESTServer
+from kserve.protocol.rest.v1_endpoints import V1Endpoints
+from kserve.protocol.rest.v2_endpoints import V2Endpoints
+
+FAST = "fastpath.FastInference"
 
 # upstream function -> (sha256 of its source, first 16 hex digits; what of ours follows it)
 PINNED: dict[str, tuple[Callable[..., Any], str, str]] = {
@@ -60,6 +65,38 @@ PINNED: dict[str, tuple[Callable[..., Any], str, str]] = {
         RESTServer.create_application,
         "f821f63b402457eb",
         "server.PredictorRESTServer.create_application (customizes KServe's app after it)",
+    ),
+    # What the fast path answers in KServe's place, the same way.
+    "Model.__call__": (
+        Model.__call__,
+        "acf019685a2c07de",
+        f"{FAST}._call (preprocess, predict, postprocess, each into KServe's histograms)",
+    ),
+    "V1Endpoints.predict": (
+        V1Endpoints.predict,
+        "b1da6ffcb904c89d",
+        f"{FAST}.__call__ (v1: ORJSONResponse's bytes and headers)",
+    ),
+    "V2Endpoints.infer": (
+        V2Endpoints.infer,
+        "57fdb35815a30a11",
+        f"{FAST}.__call__ and _v2_body (v2: FastAPI's JSON of InferenceResponse)",
+    ),
+    "DataPlane.infer": (DataPlane.infer, "c2d45f0682235cdc", f"{FAST}._call"),
+    "DataPlane.encode": (
+        DataPlane.encode,
+        "f8e942ffcbc6abc8",
+        f"{FAST}.__call__ (CloudEvents are left to KServe)",
+    ),
+    "DataPlane.decode_cloudevent": (
+        DataPlane.decode_cloudevent,
+        "acd56a94851c8ef6",
+        "fastpath._v1_request (a structured CloudEvent is left to KServe)",
+    ),
+    "InferRequest.from_inference_request": (
+        InferRequest.from_inference_request,
+        "ea0ef57d24c079c8",
+        "fastpath._v2_request (the InferRequest built from a plain JSON body)",
     ),
 }
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from model_server.metrics import ServerMetrics
+from model_server.metrics import (
+    SMALL_OBSERVATION,
+    VALUE_BUCKETS,
+    ServerMetrics,
+    ValueHistogram,
+)
 
 
 class WriterState:
@@ -194,3 +199,20 @@ def test_value_histogram_buckets_are_prometheus_le() -> None:
     assert value("model_server_prediction_value_bucket", {**labels, "le": "+Inf"}) == 5
     assert value("model_server_prediction_value_count", labels) == 5
     assert value("model_server_prediction_value_sum", labels) == 8.15
+
+
+def test_few_and_many_values_fill_the_same_buckets() -> None:
+    """A request's few values are counted in Python, many with numpy: the same buckets,
+    bounds, NaN and infinities included."""
+    rng = np.random.default_rng(7)
+    bounds = list(VALUE_BUCKETS)
+    values = np.concatenate(
+        [bounds, np.nextafter(bounds, 0), np.nextafter(bounds, 9), [np.nan, np.inf, -np.inf]]
+    )
+    values = np.concatenate([values, rng.uniform(-1, 8, 200)])
+    few, many = (ValueHistogram("v", "d", "m", VALUE_BUCKETS) for _ in range(2))
+    for start in range(0, len(values), SMALL_OBSERVATION):
+        few.observe("1", values[start : start + SMALL_OBSERVATION])
+    many.observe("1", values)
+    assert len(values) > SMALL_OBSERVATION
+    assert few._counts["1"].tolist() == many._counts["1"].tolist()

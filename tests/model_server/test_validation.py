@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kserve import InferInput, InferRequest
 
-from housing.contract import POSITIVE_FEATURES
+from housing.contract import POSITIVE_FEATURES, physical_violations
 from model_server.errors import (
     BadRequestError,
     InvalidInstancesError,
@@ -24,7 +24,12 @@ from model_server.protocol import (
     v2_features,
     v2_invalid_text,
 )
-from model_server.validation import ContractError, FeatureSchema, describe_type
+from model_server.validation import (
+    SMALL_MATRIX,
+    ContractError,
+    FeatureSchema,
+    describe_type,
+)
 from tests.support.server import FEATURES, MODEL, ROWS
 
 RANGES = {
@@ -364,3 +369,32 @@ def test_a_value_out_of_range_is_named_once(schema: FeatureSchema) -> None:
     assert [(p.feature, "below valid_min" in str(p)) for p in error.value.problems] == [
         ("AveOccup", True)
     ]
+
+
+# Values at and beside every bound that matters: the ranges', the physical (0), and others.
+EDGES = sorted(
+    {v for lo, hi in RANGES.values() for v in (lo, hi)}
+    | {0.0, 5e-324, -5e-324, 1.0, 2.0, 3.0, 35.0, -120.0}
+    | {float("nan"), float("inf"), float("-inf")},
+    key=repr,
+)
+edge_rows = st.lists(
+    st.lists(st.sampled_from(EDGES), min_size=8, max_size=8), min_size=1, max_size=SMALL_MATRIX
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=edge_rows)
+def test_the_quick_acceptance_agrees_with_the_itemized_search(
+    rows: list[list[float]],
+) -> None:
+    """`check` accepts at once what is valid, in Python (few rows) or numpy (more rows); the
+    itemized search (the problems it would list) is the reference."""
+    schema = FeatureSchema.from_contract([(n, "double") for n in FEATURES], profile_of(RANGES))
+    x = np.array(rows, dtype=np.float64)
+    low, high = schema.valid_min, schema.valid_max
+    itemized_ok = bool(((x >= low) & (x <= high)).all()) and not physical_violations(FEATURES, x)
+    many = np.vstack([x] * (SMALL_MATRIX // len(x) + 1))
+    assert len(many) > SMALL_MATRIX
+    assert schema._valid(x) == itemized_ok
+    assert schema._valid(many) == itemized_ok
