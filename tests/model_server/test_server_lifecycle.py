@@ -68,9 +68,7 @@ def test_champion_appears_then_moves_under_load(
         assert server.get("/health").json()["model_version"] == "1"
 
         expected = {
-            "1": candidates["lightgbm"].predict(
-                pd.DataFrame([ROWS[0]], columns=FEATURES)
-            )[0],
+            "1": candidates["lightgbm"].predict(pd.DataFrame([ROWS[0]], columns=FEATURES))[0],
             tree_version: candidates["decision_tree"].predict(
                 pd.DataFrame([ROWS[0]], columns=FEATURES)
             )[0],
