@@ -218,12 +218,6 @@ def check_profile(profile: Any) -> dict[str, Any]:
     return profile
 
 
-def read_profile(path: Path) -> dict[str, Any]:
-    """The profile in the JSON file at `path`, its version checked (as plain JSON; `load_profile`
-    gives the typed object)."""
-    return check_profile(json.loads(path.read_text(encoding="utf-8")))
-
-
 def load_profile(path: Path) -> Profile:
     """The profile in the JSON file at `path`, typed and checked."""
     return Profile.parse(json.loads(path.read_text(encoding="utf-8")))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from housing.contract import PROFILE_PATH, ProfileError, read_profile
+from housing.contract import PROFILE_PATH, Profile, ProfileError, load_profile
 from housing.urls import sqlite_file
 from model_server.backends import Predictor, compile_predictor, verification_sample
 from model_server.settings import MODEL_URI
@@ -52,7 +52,7 @@ class LoadedModel:
     ref: ModelRef
     model: Any
     schema: FeatureSchema
-    profile: Mapping[str, Any]
+    profile: Profile
     predictor: Predictor
     onnx_refused: str | None
     loaded_at: datetime
@@ -91,7 +91,7 @@ def read_version(ref: ModelRef, path: Path) -> LoadedModel:
     started = time.perf_counter()
     mlmodel = Model.load(str(path))
     try:
-        profile = read_profile(path / PROFILE_PATH)
+        profile = load_profile(path / PROFILE_PATH)
     except ProfileError as exc:
         raise ContractError(str(exc)) from exc
     schema = FeatureSchema.from_contract(_signature_inputs(mlmodel), profile)

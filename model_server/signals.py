@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from housing.contract import Profile
 from housing.drift import DEFAULT_ALPHA, profile_drift
 from housing.policy import Outcome, RetrainPolicy
 from housing.registry import TEST_R2_TAG
@@ -126,8 +125,6 @@ class SignalsMonitor:
         self._interval = interval
         self._live_window = live_window
         self._previous = _Previous(live={}, retrain=None)
-        # The typed profile of each served version, parsed once (loaded.profile is plain JSON).
-        self._profiles: dict[str, Profile] = {}
         self._failing: str | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -154,7 +151,6 @@ class SignalsMonitor:
         served = list(self._served())
         versions = {loaded.version for loaded in served}
         self._windows.keep(versions)
-        self._profiles = {k: v for k, v in self._profiles.items() if k in versions}
         retrain = self._retraining()
         # The decision's rule, at the policy in force (the default while it cannot be read).
         alpha = retrain.policy.get("drift_alpha", DEFAULT_ALPHA) if retrain else DEFAULT_ALPHA
@@ -165,15 +161,9 @@ class SignalsMonitor:
         self._metrics.publish_signals(signals)
         return signals
 
-    def _profile(self, loaded: LoadedModel) -> Profile:
-        profile = self._profiles.get(loaded.version)
-        if profile is None:
-            profile = self._profiles[loaded.version] = Profile.parse(dict(loaded.profile))
-        return profile
-
     def _version(self, loaded: LoadedModel, alpha: float) -> VersionSignals:
         window = self._windows.snapshot(loaded.version)
-        drifts = profile_drift(self._profile(loaded), window, alpha) if len(window) else []
+        drifts = profile_drift(loaded.profile, window, alpha) if len(window) else []
         samples, live, coverage = self._live(loaded.version)
         return VersionSignals(
             version=loaded.version,

@@ -8,7 +8,7 @@ physical bounds (housing.contract) apply to the features the version takes.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -19,6 +19,7 @@ from housing.contract import (
     NON_NEGATIVE_FEATURES,
     NOT_ABOVE,
     POSITIVE_FEATURES,
+    Profile,
     physical_violations,
 )
 from model_server.errors import InvalidInstancesError, Problem
@@ -49,9 +50,7 @@ class FeatureSchema:
         return len(self.names)
 
     @classmethod
-    def from_contract(
-        cls, inputs: Sequence[tuple[str, str]], profile: Mapping[str, Any]
-    ) -> FeatureSchema:
+    def from_contract(cls, inputs: Sequence[tuple[str, str]], profile: Profile) -> FeatureSchema:
         """From the signature's (name, type) inputs and the feature profile's ranges."""
         names = tuple(name for name, _ in inputs)
         if not names or len(set(names)) != len(names):
@@ -59,13 +58,13 @@ class FeatureSchema:
         odd = [f"{name}: {kind}" for name, kind in inputs if kind not in NUMERIC_TYPES]
         if odd:
             raise ContractError(f"non-numeric signature inputs: {', '.join(odd)}")
-        features = {f["name"]: f for f in profile.get("features", [])}
+        features = {f.name: f for f in profile.features}
         if tuple(features) != names:
             raise ContractError(
                 f"feature profile {tuple(features)} does not match signature {names}"
             )
-        low = np.array([float(features[n]["valid_min"]) for n in names])
-        high = np.array([float(features[n]["valid_max"]) for n in names])
+        low = np.array([features[n].valid_min for n in names])
+        high = np.array([features[n].valid_max for n in names])
         if not (np.isfinite(low).all() and np.isfinite(high).all() and (low <= high).all()):
             raise ContractError("feature profile has an empty or infinite valid range")
         return cls(names, tuple(kind for _, kind in inputs), low, high)

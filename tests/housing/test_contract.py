@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from housing.contract import PROFILE_VERSION, ProfileError, check_profile, read_profile
+from housing.contract import FEATURES, PROFILE_VERSION, ProfileError, check_profile, load_profile
 
 
-def test_a_profile_of_this_version_is_read(tmp_path: Path) -> None:
+def test_a_profile_of_this_version_is_read_and_another_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
-    path.write_text(json.dumps({"profile_version": PROFILE_VERSION, "features": []}))
-    assert read_profile(path)["features"] == []
+    path.write_text(json.dumps(_built_profile()))
+    assert load_profile(path).names == FEATURES
+    path.write_text(json.dumps({**_built_profile(), "profile_version": PROFILE_VERSION + 1}))
+    with pytest.raises(ProfileError, match="version 2; this code reads version 1"):
+        load_profile(path)
 
 
 @pytest.mark.parametrize(

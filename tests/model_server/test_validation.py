@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kserve import InferInput, InferRequest
 
-from housing.contract import POSITIVE_FEATURES, physical_violations
+from housing.contract import POSITIVE_FEATURES, PROFILE_VERSION, Profile, physical_violations
 from model_server.errors import (
     BadRequestError,
     InvalidInstancesError,
@@ -44,12 +44,29 @@ RANGES = {
 }
 
 
-def profile_of(ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
-    return {
-        "features": [
-            {"name": n, "valid_min": lo, "valid_max": hi} for n, (lo, hi) in ranges.items()
-        ]
-    }
+def profile_of(ranges: dict[str, tuple[float, float]]) -> Profile:
+    """A typed profile whose features have these valid ranges (statistics made up: the schema
+    reads only the ranges)."""
+
+    def column(name: str, lo: float, hi: float) -> dict[str, Any]:
+        middle = (lo + hi) / 2
+        histogram = {"edges": [middle], "proportions": [0.5, 0.5]}
+        stats = {"min": lo, "max": hi, "mean": middle, "std": 1.0, "quantiles": {"0.5": middle}}
+        return {"name": name, **stats, "histogram": histogram, "reference": [lo, hi]}
+
+    features = [
+        {**column(n, lo, hi), "dtype": "double", "valid_min": lo, "valid_max": hi}
+        for n, (lo, hi) in ranges.items()
+    ]
+    return Profile.parse(
+        {
+            "profile_version": PROFILE_VERSION,
+            "data_digest": "test",
+            "rows": 2,
+            "features": features,
+            "target": column("MedHouseVal", 0.15, 5.0),
+        }
+    )
 
 
 @pytest.fixture
@@ -69,7 +86,7 @@ def test_schema_follows_the_signature_order(schema: FeatureSchema) -> None:
         ([(n, "double") for n in FEATURES[:-1]], RANGES),  # profile has an extra feature
         ([(n, "string") for n in FEATURES], RANGES),  # not numbers
         ([(n, "double") for n in FEATURES], {**RANGES, "Latitude": (43.0, 42.0)}),
-        ([], {}),
+        ([], RANGES),  # no inputs
     ],
 )
 def test_inconsistent_contracts_are_refused(
