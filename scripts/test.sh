@@ -7,8 +7,9 @@ bash scripts/bootstrap.sh
 # missing; before tools.sh, which uses apt-get too).
 bash scripts/postgres.sh
 source .venv/bin/activate
-# The tests read the real data: fetch it from the in-repo DVC remote (no network).
-dvc pull --quiet data/raw/cal_housing.data.dvc
+# The tests read the real data and the gate's frozen reference set: fetch them from the in-repo
+# DVC remote (no network).
+dvc pull --quiet data/raw/cal_housing.data.dvc data/reference/reference.data.dvc
 
 # The chart and observability tests' tools (Helm, validators, checkov; Prometheus), installed
 # while the linters run; the tests' fixtures then find them in place (both scripts lock).
