@@ -69,7 +69,8 @@ fi
 log "staging the build context"
 tar -C "$ROOT" --exclude=__pycache__ -cf - pyproject.toml uv.lock README.md housing model_server training_job \
   dvc.yaml dvc.lock params.yaml .dvcignore .dvc/config data/raw/cal_housing.data.dvc \
-  data/raw/.gitignore dvc-remote docker | tar -C "$CONTEXT" -xf -
+  data/raw/.gitignore data/reference/reference.data.dvc data/reference/reference.json \
+  data/reference/.gitignore dvc-remote docker | tar -C "$CONTEXT" -xf -
 find "$CONTEXT/docker/certs" -name '*.crt' -delete
 # This machine reaches the package index through a proxy with its own CA: trust it in the build.
 cp /usr/local/share/ca-certificates/*.crt "$CONTEXT/docker/certs/" 2>/dev/null || true

@@ -41,7 +41,11 @@ RUN /opt/uv/bin/uv sync --frozen --no-dev --extra serve --no-editable --python p
 FROM ${BASE_IMAGE} AS runtime
 ARG GIT_COMMIT=unknown
 COPY --from=builder /usr/local/share/ca-certificates/extra/ /usr/local/share/ca-certificates/extra/
+# libgomp1: LightGBM's OpenMP runtime (the champion's pipeline unpickles with LightGBM).
 RUN update-ca-certificates \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin app

@@ -38,9 +38,10 @@ FROM ${BASE_IMAGE} AS runtime
 ARG GIT_COMMIT=unknown
 COPY --from=builder /usr/local/share/ca-certificates/extra/ /usr/local/share/ca-certificates/extra/
 # git: DVC works in a git workspace (the job materialises one under TRAINING_WORKSPACE).
+# libgomp1: LightGBM's OpenMP runtime (its wheel links it, the slim base lacks it).
 RUN update-ca-certificates \
     && apt-get update \
-    && apt-get install -y --no-install-recommends git \
+    && apt-get install -y --no-install-recommends git libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
@@ -52,6 +53,8 @@ WORKDIR /app
 COPY dvc.yaml dvc.lock params.yaml .dvcignore ./
 COPY .dvc/config .dvc/config
 COPY data/raw/cal_housing.data.dvc data/raw/.gitignore data/raw/
+# The gate's frozen reference set (its .dvc file; the data comes from dvc-remote/).
+COPY data/reference/reference.data.dvc data/reference/reference.json data/reference/.gitignore data/reference/
 COPY dvc-remote/ dvc-remote/
 COPY housing/ housing/
 COPY training_job/ training_job/
