@@ -44,6 +44,9 @@ TRAINING_IMAGE_FILES = (
     ".dvc/config",
     "data/raw/cal_housing.data.dvc",
     "data/raw/.gitignore",
+    "data/reference/reference.data.dvc",
+    "data/reference/reference.json",
+    "data/reference/.gitignore",
     "dvc-remote",
 )
 
