@@ -328,7 +328,10 @@ def test_the_trigger_route_creates_a_job_with_the_pods_own_token(cluster: Path) 
         60,
     )
     [job] = created
-    doc = json.loads(kubectl("-n", NAMESPACE, "get", job, "-o", "json").stdout)
+    # (kubectl hides managedFields unless asked.)
+    doc = json.loads(
+        kubectl("-n", NAMESPACE, "get", job, "-o", "json", "--show-managed-fields").stdout
+    )
     managers = {f.get("manager") for f in doc["metadata"].get("managedFields", [])}
     # The server's client made it (the API server names it in managedFields), not kubectl.
     assert FIELD_MANAGER in managers, managers
