@@ -60,6 +60,27 @@ def policy(setting: str) -> str:
     ).rstrip("\n")
 
 
+def error_ratio(status: str, window: str, limit: float) -> str:
+    """The share of requests answered with `status` (a regex) over `window`, above `limit`."""
+    return f"""
+(
+  sum by (namespace, model_name) (
+    rate(model_server_requests_total{{SEL, status=~"{status}"}}[{window}])
+  )
+  # 0, not "no data", while no request has failed yet
+  or
+  sum by (namespace, model_name) (
+    rate(model_server_requests_total{{SEL}}[{window}])
+  ) * 0
+)
+  /
+sum by (namespace, model_name) (
+  rate(model_server_requests_total{{SEL}}[{window}])
+)
+  > {limit}
+"""
+
+
 def indent(text: str, spaces: int) -> str:
     """`text` for a place `spaces` deep in an expression (its first line is already there)."""
     return text.replace("\n", "\n" + " " * spaces)
@@ -166,23 +187,7 @@ max by (namespace, pod, model_name) (
                 ),
                 alert(
                     "CaliforniaHousingHighErrorRatio",
-                    """
-(
-  sum by (namespace, model_name) (
-    rate(model_server_requests_total{SEL, status=~"5.."}[5m])
-  )
-  # 0, not "no data", while no request has failed yet
-  or
-  sum by (namespace, model_name) (
-    rate(model_server_requests_total{SEL}[5m])
-  ) * 0
-)
-  /
-sum by (namespace, model_name) (
-  rate(model_server_requests_total{SEL}[5m])
-)
-  > 0.05
-""",
+                    error_ratio("5..", "5m", 0.05),
                     severity="critical",
                     for_="10m",
                     summary=(
@@ -196,23 +201,7 @@ sum by (namespace, model_name) (
                 ),
                 alert(
                     "CaliforniaHousingClientErrorRatio",
-                    """
-(
-  sum by (namespace, model_name) (
-    rate(model_server_requests_total{SEL, status=~"4.."}[15m])
-  )
-  # 0, not "no data", while no request has failed yet
-  or
-  sum by (namespace, model_name) (
-    rate(model_server_requests_total{SEL}[15m])
-  ) * 0
-)
-  /
-sum by (namespace, model_name) (
-  rate(model_server_requests_total{SEL}[15m])
-)
-  > 0.25
-""",
+                    error_ratio("4..", "15m", 0.25),
                     severity="warning",
                     for_="30m",
                     summary="A quarter of {{ $labels.model_name }} requests are refused as invalid",
