@@ -65,12 +65,12 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   rm -rf "$ROOTFS"
 fi
 
-# The staged context: exactly the files the two Dockerfiles copy (no .venv, state, .git).
+# The staged context: exactly the files the Dockerfiles copy (docker/context.py reads their COPY
+# lines), and the Dockerfiles; no .venv, state, .git.
 log "staging the build context"
-tar -C "$ROOT" --exclude=__pycache__ -cf - pyproject.toml uv.lock README.md housing model_server training_job \
-  dvc.yaml dvc.lock params.yaml .dvcignore .dvc/config data/raw/cal_housing.data.dvc \
-  data/raw/.gitignore data/reference/reference.data.dvc data/reference/reference.json \
-  data/reference/.gitignore dvc-remote docker | tar -C "$CONTEXT" -xf -
+CONTEXT_LIST=$(cd "$ROOT" && python3 docker/context.py docker/*.Dockerfile)
+mapfile -t CONTEXT_FILES <<<"$CONTEXT_LIST"
+tar -C "$ROOT" --exclude=__pycache__ -cf - "${CONTEXT_FILES[@]}" docker | tar -C "$CONTEXT" -xf -
 find "$CONTEXT/docker/certs" -name '*.crt' -delete
 # This machine reaches the package index through a proxy with its own CA: trust it in the build.
 cp /usr/local/share/ca-certificates/*.crt "$CONTEXT/docker/certs/" 2>/dev/null || true

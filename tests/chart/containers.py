@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -35,20 +36,27 @@ from typing import Any
 from tests.chart.conftest import REPO, find, pod_spec
 
 VENV_BIN = Path(sys.executable).parent
-# Files the training image copies into its WORKDIR (docker/training-job.Dockerfile).
-TRAINING_IMAGE_FILES = (
-    "dvc.yaml",
-    "dvc.lock",
-    "params.yaml",
-    ".dvcignore",
-    ".dvc/config",
-    "data/raw/cal_housing.data.dvc",
-    "data/raw/.gitignore",
-    "data/reference/reference.data.dvc",
-    "data/reference/reference.json",
-    "data/reference/.gitignore",
-    "dvc-remote",
-)
+TRAINING_DOCKERFILE = REPO / "docker" / "training-job.Dockerfile"
+
+
+@functools.cache
+def docker_context() -> Any:
+    """docker/context.py, the reader of the Dockerfiles' COPY lines (a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("docker_context", REPO / "docker" / "context.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def training_image_files() -> list[str]:
+    """What the training image's final stage copies into its WORKDIR, less the Python packages
+    (the image installs those into its venv; here they are the .venv's editable install)."""
+    return [
+        path
+        for path in docker_context().copy_sources(TRAINING_DOCKERFILE, final_stage_only=True)
+        if not (REPO / path / "__init__.py").exists()
+    ]
 
 
 def expand(value: str, env: dict[str, str]) -> str:
@@ -171,14 +179,13 @@ def launch(
 
 def stage_training_image(target: Path) -> Path:
     """The training image's WORKDIR: the files docker/training-job.Dockerfile copies."""
-    for rel in TRAINING_IMAGE_FILES:
+    for rel in training_image_files():
         src, dst = REPO / rel, target / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, dst)
         else:
             shutil.copy2(src, dst)
-    # The image carries the code too (installed in its venv; here the .venv's editable install).
     return target
 
 
