@@ -795,6 +795,16 @@ def ratios(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             f"{label + ', ours':<42} {value:>7g}   target {bound} {target:g}   "
             f"{'met' if met else 'MISSED'}"
         )
+    minimal, kserve_floor = results.get("kserve-minimal"), results.get("kserve-floor")
+    if minimal is not None and kserve_floor is not None:
+        # What a ratio to kserve-minimal can reach at all: KServe's own stack with a no-op
+        # model over the minimal predictor (a fast champion makes the peer close to its floor).
+        ceiling = kserve_floor["batch"]["throughput"] / minimal["batch"]["throughput"]
+        rows.append({"ratio": "100-row rows/s, kserve-floor / kserve-minimal", "value": ceiling})
+        lines.append(
+            f"{'100-row rows/s, kserve-floor / kserve-minimal':<42} {ceiling:>6.2f}x   "
+            "(KServe with no model at all, against the minimal predictor)"
+        )
     floor = results.get("asgi-floor")
     if ours is not None and floor is not None:
         # The distance to a bare ASGI app on this core: the limit of a Python server here.
