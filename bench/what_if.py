@@ -5,7 +5,9 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
 - freeze: gc.freeze() after each published version (no more full collections of the
   ~420,000 objects that imports and the model leave behind: 250-400 ms pauses);
 - inline: v1 requests of at most 8 instances run on the event loop, not via the thread pool;
-- rawlog: RecordStore.write_batch through the DB-API's executemany with orjson-encoded inputs.
+- rawlog: RecordStore.write_batch through the DB-API's executemany with orjson-encoded inputs;
+- nice: the log writer and the signals thread at nice 10 (the event loop first on a busy core);
+- uvloop: the server's event loop from uvloop instead of asyncio's.
 
 It patches private parts of model_server (HousingModel.predict/_infer/publish,
 RecordStore.write_batch) and may need updating when they change.
@@ -85,7 +87,42 @@ def patch_rawlog() -> None:
     RecordStore.write_batch = write_batch
 
 
-PATCHES = {"freeze": patch_freeze, "inline": patch_inline, "rawlog": patch_rawlog}
+def patch_nice() -> None:
+    import threading
+
+    from model_server.records.writer import RecordWriter
+    from model_server.signals import SignalsMonitor
+
+    def niced(run: Any) -> Any:
+        def wrapper(self: Any) -> None:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            run(self)
+
+        return wrapper
+
+    RecordWriter._run_writer = niced(RecordWriter._run_writer)
+    SignalsMonitor._run = niced(SignalsMonitor._run)
+
+
+def patch_uvloop() -> None:
+    import asyncio
+
+    import uvloop
+
+    def run(main: Any, **kwargs: Any) -> Any:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+
+    asyncio.run = run
+
+
+PATCHES = {
+    "freeze": patch_freeze,
+    "inline": patch_inline,
+    "rawlog": patch_rawlog,
+    "nice": patch_nice,
+    "uvloop": patch_uvloop,
+}
 
 if __name__ == "__main__":
     for name in filter(None, os.environ.get("BENCH_WHATIF", "").split(",")):

@@ -24,6 +24,7 @@ from housing.servingdb import RecordStore
 from housing.servingdb.retrain import RetrainStore
 from model_server.loader import LoadedModel
 from model_server.metrics import RetrainSignals, ServerMetrics, Signals, VersionSignals
+from model_server.priority import lower_current_thread
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class SignalsMonitor:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        lower_current_thread()  # drift and the database queries wait for the request path
         while not self._stopping.is_set():
             try:
                 self.refresh()
