@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -367,3 +368,40 @@ def test_spilled_requests_count_their_predictions_across_a_restart(
     again.start()  # replays the spill files: 40 predictions in 8 records
     assert again.flush(5)
     assert fake_store.ids == ids(requests) and again.written_total == 40
+
+
+def test_spill_files_from_before_the_request_log_are_replayed(
+    make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    """A line of the old format (one prediction) becomes a one-instance request, and the
+    prediction id the client got for it still takes feedback, reaching its shadow."""
+    served_id, shadow_id = str(uuid.uuid4()), str(uuid.uuid4())
+    old = {
+        "id": served_id,
+        "request_id": "r",
+        "created_at": "2026-12-01T10:00:00+00:00",
+        "model_name": "california-housing",
+        "model_version": "1",
+        "protocol": "v1",
+        "inputs": {"MedInc": 8.3, "HouseAge": 41.0},
+        "output": 4.5,
+        "latency_ms": 2.0,
+        "status": 200,
+        "error": None,
+    }  # no shadow_of: the oldest spill files lack it
+    shadow = old | {"id": shadow_id, "model_version": "2", "output": 4.0, "shadow_of": served_id}
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    lines = "".join(json.dumps(line) + "\n" for line in (old, shadow))
+    (spill / f"{FIRST_SEQ:020d}{SUFFIX}").write_text(lines)
+    with RecordStore(f"sqlite:///{tmp_path / 'records.db'}") as store:
+        store.migrate()
+        writer = make_writer(store, spill_dir=spill)
+        writer.start()
+        assert writer.flush(5) and writer.rejected_total == 0
+        store.add_feedback(served_id, 4.25)
+        assert store.labelled("1", 10) == [(4.5, 4.25)]
+        assert store.labelled("2", 10) == [(4.0, 4.25)]
+        [entry] = [e for e in store.recent(10) if e["model_version"] == "1"]
+        assert entry["inputs"] == {"MedInc": 8.3, "HouseAge": 41.0} and entry["actual"] == 4.25
+        writer.stop()
