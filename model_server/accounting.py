@@ -1,8 +1,9 @@
 """Every inference request, counted in the metrics and written to the prediction log.
 
-One record per instance for a success (each with the prediction id returned to the client),
-one per request for a failure. Records go to the writer's queue: the request never waits for
-the database.
+One record per request (a success, a failure, or the challenger's shadow of a success), its
+instances as the request's own arrays; instance i's prediction id, returned to the client,
+is "<record id>.<i>". Records go to the writer's queue: the request never waits for the
+database.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Protocol as Interface
 
 import numpy as np
 
-from housing.servingdb import PredictionRecord
+from housing.servingdb import RequestRecord
+from housing.servingdb.models import prediction_ids
 from model_server.metrics import ServerMetrics
 from model_server.protocol import Protocol, new_ids
 
@@ -28,7 +30,7 @@ NO_VERSION = "none"
 
 
 class RecordSink(Interface):
-    def submit(self, records: Sequence[PredictionRecord]) -> None: ...
+    def submit(self, records: Sequence[RequestRecord]) -> None: ...
 
 
 def elapsed(started: float | None) -> float:
@@ -62,62 +64,55 @@ class Accountant:
         started: float | None,
         shadow: ShadowPrediction | None = None,
     ) -> list[str]:
-        """Log and count a served request (and the challenger's shadow predictions of it,
-        each naming the served prediction it shadows); the prediction ids, one per instance."""
+        """Log and count a served request (and the challenger's shadow prediction of it, naming
+        the served request); the prediction ids, one per instance."""
         seconds = elapsed(started)
         created = datetime.now(UTC)
-        ids = new_ids(len(predictions))
-        values: list[float] = predictions.tolist()
-        # Widths were checked by validation; strict=True would cost ~20 us per 100 rows.
-        inputs = [dict(zip(names, row, strict=False)) for row in features.tolist()]
-        latency_ms = seconds * 1000.0
-        name = self.model_name
-        # Positional: keyword arguments double the cost of building 100 records. The order is
-        # PredictionRecord's: id, request_id, created_at, model_name, model_version, protocol,
-        # inputs, output, latency_ms, status, error.
+        # One UUIDv7 per request: time-ordered, so the primary key grows at its end.
+        row_id = new_ids(1)[0]
+        # Positional: the order is RequestRecord's (id, request_id, created_at, model_name,
+        # model_version, protocol, features, inputs, outputs, latency_ms, status, error).
+        # The arrays are encoded in the writer thread.
         records = [
-            PredictionRecord(
-                prediction_id,
+            RequestRecord(
+                row_id,
                 request_id,
                 created,
-                name,
+                self.model_name,
                 version,
                 protocol,
-                row,
-                value,
-                latency_ms,
+                names,
+                features,
+                predictions,
+                seconds * 1000.0,
                 200,
                 None,
             )
-            for prediction_id, row, value in zip(ids, inputs, values, strict=True)
         ]
         if shadow is not None:
-            shadow_values: list[float] = shadow.predictions.tolist()
-            records += [
-                PredictionRecord(
-                    id=shadow_id,
-                    request_id=request_id,
-                    created_at=created,
-                    model_name=self.model_name,
-                    model_version=shadow.version,
-                    protocol=protocol,
-                    inputs=row,
-                    output=value,
-                    latency_ms=shadow.seconds * 1000.0,
-                    status=200,
-                    error=None,
-                    shadow_of=served_id,
+            records.append(
+                RequestRecord(
+                    new_ids(1)[0],
+                    request_id,
+                    created,
+                    self.model_name,
+                    shadow.version,
+                    protocol,
+                    names,
+                    features,
+                    shadow.predictions,
+                    shadow.seconds * 1000.0,
+                    200,
+                    None,
+                    row_id,
                 )
-                for shadow_id, served_id, row, value in zip(
-                    new_ids(len(ids)), ids, inputs, shadow_values, strict=True
-                )
-            ]
+            )
             self.metrics.shadow_predicted(shadow.version, "ok", shadow.predictions)
         # Served and shadow rows queued together: they reach the database in the same batch
         # (or the next), before feedback for the served prediction can come.
         self.sink.submit(records)
         self.metrics.request_succeeded(version, protocol, seconds, predictions)
-        return ids
+        return prediction_ids(row_id, len(predictions))
 
     def failed(
         self,
@@ -133,15 +128,16 @@ class Accountant:
         version = version or NO_VERSION
         self.sink.submit(
             [
-                PredictionRecord(
-                    id=str(uuid.uuid4()),
+                RequestRecord(
+                    id=new_ids(1)[0],
                     request_id=request_id or str(uuid.uuid4()),
                     created_at=datetime.now(UTC),
                     model_name=self.model_name,
                     model_version=version,
                     protocol=protocol,
+                    features=None,
                     inputs=None,
-                    output=None,
+                    outputs=None,
                     latency_ms=elapsed(started) * 1000.0,
                     status=status,
                     error=error,

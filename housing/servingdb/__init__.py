@@ -1,7 +1,8 @@
-"""The serving database: predictions with their feedback, retraining decisions, the policy in
-force and the retraining lease, in SQLite or PostgreSQL.
+"""The serving database: the request log (one row per request) with the feedback on its
+predictions, retraining decisions, the policy in force and the retraining lease, in SQLite
+or PostgreSQL.
 
-The server writes predictions and reads everything; the training job reads predictions and
+The server writes requests and reads everything; the training job reads predictions and
 feedback (live error, drift) and writes decisions and runs. Both run the migrations here
 (`RecordStore.migrate`), so neither owns the schema: this package does.
 
@@ -17,14 +18,14 @@ from housing.servingdb.errors import (
     StoreUnavailableError,
     UnknownPredictionError,
 )
-from housing.servingdb.models import PredictionRecord
+from housing.servingdb.models import RequestRecord
 from housing.servingdb.store import RecordStore
 
 __all__ = [
     "InvalidFeedbackError",
-    "PredictionRecord",
     "RecordStore",
     "RecordsError",
+    "RequestRecord",
     "StoreUnavailableError",
     "UnknownPredictionError",
 ]

@@ -1,9 +1,13 @@
-"""The prediction record, the predictions table, and the conversions between them.
+"""The request record, the request log and feedback tables, and the conversions between them.
+
+One row per request: its instances as arrays (inputs in feature order, outputs), each
+instance's prediction id derived from the row's id (`prediction_id`). Feedback lives in its
+own table, so a logged request is never rewritten.
 
 Every record the server builds must be storable: values that JSON or PostgreSQL cannot hold
 (NaN, infinity, NUL characters) are cleaned on the way in, so one odd request can never
-block a batch. Only records that make no sense at all (no id, no latency, no status) are
-rejected with a ValueError.
+block a batch. Only records that make no sense at all (no id, no latency, no status, arrays
+of the wrong shape) are rejected with a ValueError.
 """
 
 from __future__ import annotations
@@ -11,35 +15,74 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 
-class PredictionRecord(NamedTuple):
-    """One predicted instance (or one failed request), as the server hands it over.
+class RequestRecord(NamedTuple):
+    """One request (served, shadow or failed), as the server hands it over: one log row.
 
-    A NamedTuple, not a dataclass: a 100-row request builds 100 of them on the request path,
-    and a tuple is built in a third of the time of a frozen dataclass."""
+    `inputs` and `outputs` may be the request's own numpy arrays: they are converted in the
+    writer thread, not on the request path, and must not be changed after submit()."""
 
-    id: str  # prediction id (a UUID), one row per predicted instance
-    request_id: str  # groups the instances of one request
+    id: str  # the row's id (a UUIDv7), unique; instance i's prediction id is f"{id}.{i}"
+    request_id: str  # the client's request id (x-request-id, v2 "id") or a generated one
     created_at: datetime  # UTC (a naive datetime is taken as UTC)
     model_name: str
     model_version: str
     protocol: str  # 'v1' | 'v2'
-    inputs: dict[str, float] | None  # feature -> value; None if the request failed unparsed
-    output: float | None
+    features: Sequence[str] | None  # the names of the inputs' columns
+    inputs: Any  # instances x features (array or lists); None if the request failed unparsed
+    outputs: Any  # one prediction per instance (array or list); None if it failed
     latency_ms: float
     status: int  # HTTP status of the request
     error: str | None  # the error message of a failed request
-    # Shadow predictions only: the id of the served prediction of the same instance (whose
-    # feedback this row shares). None for every prediction that answered a request.
+    # A challenger's shadow request: the id of the served request whose instances it
+    # predicted, in the same order (instance i shadows the served instance i). A shadow of a
+    # single prediction (only from migrated rows) names that prediction id instead.
     shadow_of: str | None = None
+
+
+def prediction_id_of(row_id: str, index: int) -> str:
+    return f"{row_id}.{index}"
+
+
+def prediction_ids(row_id: str, count: int) -> list[str]:
+    """The prediction ids of a request's `count` instances."""
+    return [f"{row_id}.{index}" for index in range(count)]
+
+
+def parse_prediction_id(value: str) -> tuple[str, int] | None:
+    """(row id, instance index) of a prediction id; None if it is not of that form (e.g. a
+    prediction id from before the request log, looked up in `legacy_prediction_ids`)."""
+    row_id, dot, index = value.rpartition(".")
+    # Canonical decimal only: "x.01" is not "x.1", so one prediction has one id.
+    if not dot or not row_id or not index.isascii() or not index.isdigit():
+        return None
+    if len(index) > 1 and index[0] == "0":
+        return None
+    return row_id, int(index)
+
+
+def log_entries(instances: int) -> int:
+    """Entries of /logs a row stands for: its instances, or one for a failed request."""
+    return instances if instances > 0 else 1
+
+
+def record_weight(record: RequestRecord) -> int:
+    """Predictions a record stands for in the log (its instances; one for a failed request):
+    the unit the writer's buffer, batches and counters are measured in, as before the request
+    log. Never raises, whatever the record holds."""
+    try:
+        return log_entries(len(record.outputs)) if record.outputs is not None else 1
+    except TypeError:
+        return 1
 
 
 def as_utc(value: datetime) -> datetime:
@@ -70,14 +113,13 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 # 36028797018963970, a different value); json keeps the text, so floats round-trip exactly.
 JSON_TYPE = sa.JSON(none_as_null=True)
 
-# Partial indexes: only rows with feedback enter them, so they cost nothing at insert time.
-LABELLED_WHERE = sa.text("actual IS NOT NULL")
 SHADOW_WHERE = sa.text("shadow_of IS NOT NULL")
+LABELLED_WHERE = sa.text("output IS NOT NULL")
 
 metadata = sa.MetaData()
 
-predictions = sa.Table(
-    "predictions",
+request_log = sa.Table(
+    "request_log",
     metadata,
     sa.Column("id", sa.String(), primary_key=True),
     sa.Column("request_id", sa.String(), nullable=False),
@@ -85,40 +127,66 @@ predictions = sa.Table(
     sa.Column("model_name", sa.String(), nullable=False),
     sa.Column("model_version", sa.String(), nullable=False),
     sa.Column("protocol", sa.String(), nullable=False),
-    sa.Column("inputs", JSON_TYPE, nullable=True),
-    sa.Column("output", sa.Float(), nullable=True),
+    sa.Column("features", JSON_TYPE, nullable=True),  # ["MedInc", ...]
+    sa.Column("inputs", JSON_TYPE, nullable=True),  # [[8.3, 41.0, ...], ...]
+    sa.Column("outputs", JSON_TYPE, nullable=True),  # [4.526, ...]
+    # len(outputs): the counts and windows read it without decoding the arrays.
+    sa.Column("instances", sa.Integer(), nullable=False),
     sa.Column("latency_ms", sa.Float(), nullable=False),
     sa.Column("status", sa.Integer(), nullable=False),
     sa.Column("error", sa.Text(), nullable=True),
-    sa.Column("actual", sa.Float(), nullable=True),
-    sa.Column("feedback_at", UTCDateTime(), nullable=True),
-    # A challenger's shadow prediction: the id of the served prediction it shadows.
     sa.Column("shadow_of", sa.String(), nullable=True),
-    # recent(): newest first.
-    sa.Index("ix_predictions_created_at", "created_at"),
-    # Per-version queries (drift, summaries by version).
-    sa.Index("ix_predictions_model_version_created_at", "model_version", "created_at"),
-    # labelled(version) and labelled(None): newest predictions that have feedback.
+    # recent(), summary(): newest first.
+    sa.Index("ix_request_log_created_at", "created_at"),
+    # coverage(version): the newest requests of a version.
+    sa.Index("ix_request_log_model_version_created_at", "model_version", "created_at"),
+    # Feedback for a served prediction reaches its shadows; only shadow rows enter it.
     sa.Index(
-        "ix_predictions_labelled",
+        "ix_request_log_shadow_of",
+        "shadow_of",
+        sqlite_where=SHADOW_WHERE,
+        postgresql_where=SHADOW_WHERE,
+    ),
+)
+
+# The true value of a prediction, one row per prediction id (the latest feedback wins).
+# The prediction's version, time and output are copied from its (never changing) request
+# row, so that labelled() reads this small table alone, newest first from an index.
+prediction_feedback = sa.Table(
+    "prediction_feedback",
+    metadata,
+    sa.Column("prediction_id", sa.String(), primary_key=True),
+    sa.Column("log_id", sa.String(), nullable=False),  # request_log.id
+    sa.Column("instance", sa.Integer(), nullable=False),
+    sa.Column("model_version", sa.String(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),  # the prediction's
+    sa.Column("output", sa.Float(), nullable=True),  # None: a failed request's
+    sa.Column("actual", sa.Float(), nullable=False),
+    sa.Column("feedback_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_prediction_feedback_log_id", "log_id"),
+    sa.Index(
+        "ix_prediction_feedback_labelled",
         "model_version",
         "created_at",
         sqlite_where=LABELLED_WHERE,
         postgresql_where=LABELLED_WHERE,
     ),
     sa.Index(
-        "ix_predictions_labelled_created_at",
+        "ix_prediction_feedback_labelled_created_at",
         "created_at",
         sqlite_where=LABELLED_WHERE,
         postgresql_where=LABELLED_WHERE,
     ),
-    # Feedback for a served prediction reaches its shadows; only shadow rows enter it.
-    sa.Index(
-        "ix_predictions_shadow_of",
-        "shadow_of",
-        sqlite_where=SHADOW_WHERE,
-        postgresql_where=SHADOW_WHERE,
-    ),
+)
+
+# Prediction ids handed out before the request log (one UUID per instance), still valid
+# for feedback: written once by the migration, read only when an id is not "<row>.<i>".
+legacy_prediction_ids = sa.Table(
+    "legacy_prediction_ids",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("log_id", sa.String(), nullable=False),
+    sa.Column("instance", sa.Integer(), nullable=False),
 )
 
 
@@ -190,37 +258,91 @@ def json_safe(value: Any) -> Any:
         return finite_or_none(value)
     if isinstance(value, Mapping):
         return {clean_text(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
     return clean_text(value)
 
 
-def _required_text(record: PredictionRecord, field: str) -> str:
+def _required_text(record: RequestRecord, field: str) -> str:
     value = getattr(record, field)
     if value is None:
-        raise ValueError(f"prediction record {record.id!r}: {field} is missing")
+        raise ValueError(f"request record {record.id!r}: {field} is missing")
     text = clean_text(value)
     if field in ("id", "request_id") and not text:
-        raise ValueError(f"prediction record: {field} is empty")
+        raise ValueError(f"request record: {field} is empty")
     return text
 
 
-def to_row(record: PredictionRecord) -> dict[str, Any]:
-    """Column values for `record`; ValueError if it cannot describe a prediction at all."""
-    if not isinstance(record, PredictionRecord):
-        raise ValueError(f"expected a PredictionRecord, got {type(record).__name__}")
+def _sequence(value: object) -> list[Any] | None:
+    """`value` as a list if it is an array or a list/tuple (text is not), else None."""
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.ndim >= 1 else None
+    return list(value) if isinstance(value, list | tuple) else None
+
+
+def _features(record: RequestRecord) -> list[str] | None:
+    if record.features is None:
+        return None
+    names = _sequence(record.features)
+    if names is None:
+        raise ValueError(f"request record {record.id!r}: features must be a list of names")
+    return [clean_text(name) for name in names]
+
+
+def _inputs(record: RequestRecord, features: list[str] | None) -> list[list[Any]] | None:
+    if record.inputs is None:
+        return None
+    rows = _sequence(record.inputs)
+    if rows is None or features is None:
+        raise ValueError(f"request record {record.id!r}: inputs must be rows of the features")
+    matrix = []
+    for row in rows:
+        values = _sequence(row)
+        if values is None or len(values) != len(features):
+            raise ValueError(
+                f"request record {record.id!r}: every input row must have "
+                f"{len(features)} values, one per feature"
+            )
+        matrix.append([json_safe(value) for value in values])
+    return matrix
+
+
+def _outputs(record: RequestRecord) -> list[float | None] | None:
+    if record.outputs is None:
+        return None
+    values = _sequence(record.outputs)
+    if values is None:
+        raise ValueError(f"request record {record.id!r}: outputs must be a list of numbers")
+    for value in values:
+        if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
+            raise ValueError(f"request record {record.id!r}: outputs must be numbers")
+    return [finite_or_none(value) for value in values]
+
+
+def to_row(record: RequestRecord) -> dict[str, Any]:
+    """Column values for `record`; ValueError if it cannot describe a request at all."""
+    if not isinstance(record, RequestRecord):
+        raise ValueError(f"expected a RequestRecord, got {type(record).__name__}")
     if not isinstance(record.created_at, datetime):
-        raise ValueError(f"prediction record {record.id!r}: created_at is not a datetime")
+        raise ValueError(f"request record {record.id!r}: created_at is not a datetime")
     latency = finite_or_none(record.latency_ms)
     if latency is None:
-        raise ValueError(f"prediction record {record.id!r}: latency_ms must be a finite number")
+        raise ValueError(f"request record {record.id!r}: latency_ms must be a finite number")
     status = record.status
     if not isinstance(status, numbers.Integral) or isinstance(status, bool):
-        raise ValueError(f"prediction record {record.id!r}: status must be an integer")
+        raise ValueError(f"request record {record.id!r}: status must be an integer")
     if not 100 <= int(status) <= 599:
-        raise ValueError(f"prediction record {record.id!r}: status {status} is not HTTP")
-    if record.output is not None and not isinstance(record.output, numbers.Real):
-        raise ValueError(f"prediction record {record.id!r}: output must be a number")
+        raise ValueError(f"request record {record.id!r}: status {status} is not HTTP")
+    features = _features(record)
+    inputs = _inputs(record, features)
+    outputs = _outputs(record)
+    if inputs is not None and outputs is not None and len(inputs) != len(outputs):
+        raise ValueError(
+            f"request record {record.id!r}: {len(inputs)} input rows but {len(outputs)} outputs"
+        )
+    instances = len(outputs) if outputs is not None else len(inputs or ())
     return {
         "id": _required_text(record, "id"),
         "request_id": _required_text(record, "request_id"),
@@ -228,8 +350,10 @@ def to_row(record: PredictionRecord) -> dict[str, Any]:
         "model_name": _required_text(record, "model_name"),
         "model_version": _required_text(record, "model_version"),
         "protocol": _required_text(record, "protocol"),
-        "inputs": None if record.inputs is None else json_safe(record.inputs),
-        "output": finite_or_none(record.output),
+        "features": features,
+        "inputs": inputs,
+        "outputs": outputs,
+        "instances": instances,
         "latency_ms": latency,
         "status": int(status),
         "error": None if record.error is None else clean_text(record.error),
@@ -245,29 +369,69 @@ INSERT_COLUMNS = (
     "model_name",
     "model_version",
     "protocol",
+    "features",
     "inputs",
-    "output",
+    "outputs",
+    "instances",
     "latency_ms",
     "status",
     "error",
     "shadow_of",
 )
+_JSON_COLUMNS = ("features", "inputs", "outputs")
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _fast_arrays(
+    features: object, inputs: object, outputs: object
+) -> tuple[str | None, str | None, str | None, int] | None:
+    """The JSON of a record's arrays as the server builds them (names, a C-contiguous float
+    matrix, a float vector of as many rows), encoded by orjson in a few microseconds per
+    100 instances (NaN and infinities become null, as `json_safe` makes them); None for
+    anything else, which goes through `to_row`."""
+    if inputs is None and outputs is None:
+        return None if features is not None else (None, None, None, 0)
+    if (
+        type(inputs) is not np.ndarray
+        or type(outputs) is not np.ndarray
+        or type(features) not in (tuple, list)
+        or inputs.dtype not in _FLOATS
+        or outputs.dtype not in _FLOATS
+        or inputs.ndim != 2
+        or outputs.ndim != 1
+        or inputs.shape != (outputs.shape[0], len(features))  # type: ignore[arg-type]
+        or not inputs.flags.c_contiguous
+        or any(type(name) is not str or "\x00" in name for name in features)  # type: ignore[attr-defined]
+    ):
+        return None
+    # float32 values as the float64 the response gave (tolist()'s value, not float32's text).
+    if inputs.dtype != np.float64:
+        inputs = inputs.astype(np.float64)
+    if outputs.dtype != np.float64:
+        outputs = outputs.astype(np.float64)
+    option = orjson.OPT_SERIALIZE_NUMPY
+    return (
+        orjson.dumps(list(features)).decode(),  # type: ignore[call-overload]
+        orjson.dumps(inputs, option=option).decode(),
+        orjson.dumps(outputs, option=option).decode(),
+        int(outputs.shape[0]),
+    )
 
 
 def insert_params(
-    record: PredictionRecord, timestamp: Callable[[datetime], object]
+    record: RequestRecord, timestamp: Callable[[datetime], object]
 ) -> tuple[Any, ...]:
     """DB-API parameters (INSERT_COLUMNS order) of `record`, the same values `to_row` gives
     as SQLAlchemy would bind them; ValueError as `to_row`.
 
-    The records the server builds take a fast path (~2 us: no per-column type processing,
-    inputs encoded by orjson, which writes NaN and infinities as null like `json_safe`); any
-    other record goes through `to_row`. `timestamp` converts created_at to its bound value.
+    The records the server builds take a fast path (no per-column type processing, no
+    per-instance Python objects: the arrays are encoded by orjson); any other record goes
+    through `to_row`. `timestamp` converts created_at to its bound value.
     """
-    (rid, request_id, created, name, version, protocol, inputs, output, latency, status,
-     error, shadow_of) = record  # fmt: skip
+    (rid, request_id, created, name, version, protocol, features, inputs, outputs, latency,
+     status, error, shadow_of) = record  # fmt: skip
     if (
-        type(record) is PredictionRecord
+        type(record) is RequestRecord
         and type(rid) is str
         and type(request_id) is str
         and type(name) is str
@@ -283,21 +447,18 @@ def insert_params(
         and math.isfinite(latency)
         and type(status) is int
         and 100 <= status <= 599
-        and (output is None or (type(output) is float and math.isfinite(output)))
         and (error is None or type(error) is str)
         and (shadow_of is None or type(shadow_of) is str)
-        and (inputs is None or type(inputs) is dict)
     ):
-        try:
-            encoded = None if inputs is None else orjson.dumps(inputs).decode()
-        except TypeError:  # keys that are not text: the careful path
-            pass
-        else:
-            return (rid, request_id, timestamp(created), name, version, protocol, encoded,
-                    output, latency, status, error, shadow_of)  # fmt: skip
+        arrays = _fast_arrays(features, inputs, outputs)
+        if arrays is not None:
+            names, matrix, values, instances = arrays
+            return (rid, request_id, timestamp(created), name, version, protocol, names,
+                    matrix, values, instances, latency, status, error, shadow_of)  # fmt: skip
     row = to_row(record)
-    inputs_json = row["inputs"]
-    row["inputs"] = None if inputs_json is None else compact_json(inputs_json)
+    for column in _JSON_COLUMNS:
+        value = row[column]
+        row[column] = None if value is None else compact_json(value)
     row["created_at"] = timestamp(row["created_at"])
     return tuple(row[column] for column in INSERT_COLUMNS)
 
@@ -314,37 +475,96 @@ def sqlite_timestamp(value: datetime) -> str:
     return as_utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return None if value is None else as_utc(value).isoformat()
 
 
-def row_to_dict(row: sa.Row[Any]) -> dict[str, Any]:
-    """A stored prediction as a JSON-ready dict (timestamps as ISO 8601 UTC)."""
-    data = dict(row._mapping)
-    data["created_at"] = _iso(data["created_at"])
-    data["feedback_at"] = _iso(data["feedback_at"])
-    return data
+def entries_of(
+    row: Mapping[str, Any] | sa.RowMapping,
+    feedback: Mapping[str, tuple[float, datetime]],
+    take: int | None = None,
+) -> list[dict[str, Any]]:
+    """The /logs entries of a stored request row (JSON arrays decoded): one per instance, the
+    last instance first (newest first, as the rows), one for a failed request; at most
+    `take`. `feedback` maps prediction ids to (actual, feedback_at)."""
+    row_id, features, inputs, outputs = row["id"], row["features"], row["inputs"], row["outputs"]
+    shadow_of = row["shadow_of"]
+    single_shadow = shadow_of is not None and parse_prediction_id(shadow_of) is not None
+    created_at = iso(row["created_at"])
+    count = log_entries(row["instances"])
+    indexes = range(count - 1, -1, -1)[:take]
+    entries = []
+    for index in indexes:
+        pid = prediction_id_of(row_id, index)
+        actual, feedback_at = feedback.get(pid, (None, None))
+        has_inputs = inputs is not None and features is not None and index < len(inputs)
+        entries.append(
+            {
+                "id": pid,
+                "request_id": row["request_id"],
+                "created_at": created_at,
+                "model_name": row["model_name"],
+                "model_version": row["model_version"],
+                "protocol": row["protocol"],
+                "inputs": dict(zip(features, inputs[index], strict=False)) if has_inputs else None,
+                "output": outputs[index] if outputs is not None and index < len(outputs) else None,
+                "latency_ms": row["latency_ms"],
+                "status": row["status"],
+                "error": row["error"],
+                "actual": actual,
+                "feedback_at": iso(feedback_at),
+                "shadow_of": None
+                if shadow_of is None
+                else shadow_of
+                if single_shadow
+                else prediction_id_of(shadow_of, index),
+            }
+        )
+    return entries
 
 
-# Fields added after the first spill files were written: absent from those, None.
-OPTIONAL_FIELDS = frozenset({"shadow_of"})
-
-
-def record_to_json(record: PredictionRecord) -> dict[str, Any]:
+def record_to_json(record: RequestRecord) -> dict[str, Any]:
     """A faithful, strict-JSON copy of `record` for the spill files (no validation here)."""
     data: dict[str, Any] = {
-        name: json_safe(getattr(record, name)) for name in PredictionRecord._fields
+        name: json_safe(getattr(record, name)) for name in RequestRecord._fields
     }
     if isinstance(record.created_at, datetime):
         data["created_at"] = record.created_at.isoformat()
     return data
 
 
-def record_from_json(data: Mapping[str, Any]) -> PredictionRecord:
-    """Inverse of `record_to_json`; KeyError/ValueError/TypeError for a line that is not one."""
+def record_from_json(data: Mapping[str, Any]) -> RequestRecord:
+    """Inverse of `record_to_json`; KeyError/ValueError/TypeError for a line that is not one.
+    A line of the spill files from before the request log (one prediction, "output") becomes
+    a one-instance request whose row id is that prediction's id, still valid for feedback."""
+    if "output" in data and "outputs" not in data:
+        return _legacy_record(data)
     fields: dict[str, Any] = {
-        name: data[name] if name not in OPTIONAL_FIELDS else data.get(name)
-        for name in PredictionRecord._fields
+        name: data[name] if name != "shadow_of" else data.get(name)
+        for name in RequestRecord._fields
     }
     fields["created_at"] = datetime.fromisoformat(fields["created_at"])
-    return PredictionRecord(**fields)
+    return RequestRecord(**fields)
+
+
+def _legacy_record(data: Mapping[str, Any]) -> RequestRecord:
+    inputs = data["inputs"]
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise TypeError("inputs of a prediction record must be an object")
+    output = data["output"]
+    failed = inputs is None and output is None
+    return RequestRecord(
+        id=data["id"],
+        request_id=data["request_id"],
+        created_at=datetime.fromisoformat(data["created_at"]),
+        model_name=data["model_name"],
+        model_version=data["model_version"],
+        protocol=data["protocol"],
+        features=None if inputs is None else list(inputs),
+        inputs=None if inputs is None else [list(inputs.values())],
+        outputs=None if failed else [output],
+        latency_ms=data["latency_ms"],
+        status=data["status"],
+        error=data["error"],
+        shadow_of=data.get("shadow_of"),
+    )

@@ -1,4 +1,4 @@
-"""RecordStore: the prediction log and its feedback, in SQLite (embedded) or PostgreSQL."""
+"""RecordStore: the request log and its feedback, in SQLite (embedded) or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from housing.servingdb.errors import (
@@ -24,12 +25,17 @@ from housing.servingdb.errors import (
 from housing.servingdb.migrations import alembic_config
 from housing.servingdb.models import (
     INSERT_COLUMNS,
-    PredictionRecord,
+    RequestRecord,
     as_utc,
     compact_json,
+    entries_of,
     insert_params,
-    predictions,
-    row_to_dict,
+    legacy_prediction_ids,
+    log_entries,
+    parse_prediction_id,
+    prediction_feedback,
+    prediction_id_of,
+    request_log,
     sqlite_timestamp,
 )
 from housing.servingdb.summary import build_summary
@@ -41,7 +47,8 @@ _MIGRATION_LOCK = 0x7072656469637473
 
 
 class RecordStore:
-    """Prediction rows and their feedback. Thread-safe: one engine, a pool of connections.
+    """Request rows (each with its instances) and the feedback on their predictions.
+    Thread-safe: one engine, a pool of connections.
 
     Connection-level failures (database down, locked, unreachable) surface as
     StoreUnavailableError (503) from every method.
@@ -66,7 +73,7 @@ class RecordStore:
         marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         columns, markers = ", ".join(INSERT_COLUMNS), ", ".join([marker] * len(INSERT_COLUMNS))
         self._insert_sql = (  # constants only
-            f"INSERT INTO {predictions.name} ({columns}) VALUES ({markers}) "  # noqa: S608
+            f"INSERT INTO {request_log.name} ({columns}) VALUES ({markers}) "  # noqa: S608
             "ON CONFLICT (id) DO NOTHING"
         )
         self._timestamp: Callable[[datetime], object] = (
@@ -89,23 +96,13 @@ class RecordStore:
                     connection.execute(lock, {"key": _MIGRATION_LOCK})
                 command.upgrade(alembic_config(connection), "head")
 
-    def write_batch(self, records: Sequence[PredictionRecord]) -> None:
-        """Insert `records` in one transaction; ids already stored are skipped.
-
-        ValueError (nothing written) if a record cannot describe a prediction at all.
+    def write_batch(self, records: Sequence[RequestRecord]) -> None:
+        """Insert `records` (one row per request) in one transaction; ids already stored are
+        skipped. ValueError (nothing written) if a record cannot describe a request at all.
         """
-        # The rows of one request share their created_at: convert each value once.
-        converted: dict[datetime, object] = {}
-
-        def timestamp(value: datetime) -> object:
-            bound = converted.get(value)
-            if bound is None:
-                bound = converted[value] = self._timestamp(value)
-            return bound
-
         rows: dict[str, tuple[Any, ...]] = {}
         for record in records:
-            params = insert_params(record, timestamp)
+            params = insert_params(record, self._timestamp)
             rows.setdefault(params[0], params)
         if not rows:
             return
@@ -121,82 +118,159 @@ class RecordStore:
             raise InvalidFeedbackError("prediction id must be a non-empty string")
         if "\x00" in prediction_id:  # no stored id has one, and PostgreSQL would refuse it
             raise UnknownPredictionError(prediction_id)
-        values = {"actual": value, "feedback_at": datetime.now(UTC)}
-        served = sa.update(predictions).where(predictions.c.id == prediction_id).values(values)
-        shadows = (
-            sa.update(predictions).where(predictions.c.shadow_of == prediction_id).values(values)
+        now = datetime.now(UTC)
+        with _translate_errors(), self.engine.connect() as connection:
+            # Reads, then writes: SQLite's write lock up front, or a commit of the writer
+            # thread in between would fail the upgrade from reader to writer at once.
+            connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            with connection.begin():
+                self._add_feedback(connection, prediction_id, value, now)
+
+    def _add_feedback(
+        self, connection: Connection, prediction_id: str, value: float, now: datetime
+    ) -> None:
+        found = _find_prediction(connection, prediction_id)
+        if found is None:
+            raise UnknownPredictionError(prediction_id)
+        served, index = found
+        rows = [(served, index)]
+        # Shadows of the whole request share its instance order; a migrated shadow of
+        # one prediction names that prediction.
+        canonical = prediction_id_of(served["id"], index)
+        shadows = sa.select(*_FEEDBACK_SOURCE).where(
+            request_log.c.shadow_of.in_([served["id"], canonical])
         )
-        with _translate_errors(), self.engine.begin() as connection:
-            if connection.execute(served).rowcount == 0:
-                raise UnknownPredictionError(prediction_id)
-            connection.execute(shadows)
+        for shadow in connection.execute(shadows).mappings():
+            rows.append((shadow, index if shadow["shadow_of"] == served["id"] else 0))
+        feedback = [
+            _feedback_row(row, at, value, now)
+            for row, at in rows
+            if at < log_entries(row["instances"])
+        ]
+        connection.execute(self._upsert_feedback(), feedback)
+
+    def _upsert_feedback(self) -> sa.Insert:
+        insert = (postgresql if self.dialect == "postgresql" else sqlite).insert
+        statement = insert(prediction_feedback)
+        changed = {name: statement.excluded[name] for name in ("actual", "feedback_at")}
+        return statement.on_conflict_do_update(
+            index_elements=[prediction_feedback.c.prediction_id], set_=changed
+        )
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest `limit` predictions, newest first, as JSON-ready dicts."""
-        statement = (
-            sa.select(predictions)
-            .order_by(predictions.c.created_at.desc())
-            .limit(_check_limit(limit, "limit"))
+        """The newest `limit` predictions (one entry per instance, one per failed request),
+        newest first, as JSON-ready dicts."""
+        limit = _check_limit(limit, "limit")
+        newest = (
+            sa.select(request_log.c.id, request_log.c.instances)
+            .order_by(request_log.c.created_at.desc())
+            .limit(limit)
         )
         with _translate_errors(), self.engine.connect() as connection:
-            return [row_to_dict(row) for row in connection.execute(statement)]
+            # Pick the rows from their sizes first: their arrays are read only for those.
+            wanted = _fill(connection.execute(newest).all(), limit)
+            if not wanted:
+                return []
+            rows = {
+                row["id"]: row
+                for row in connection.execute(
+                    sa.select(request_log).where(request_log.c.id.in_(list(wanted)))
+                ).mappings()
+            }
+            feedback = {
+                pid: (actual, at)
+                for pid, actual, at in connection.execute(
+                    sa.select(
+                        prediction_feedback.c.prediction_id,
+                        prediction_feedback.c.actual,
+                        prediction_feedback.c.feedback_at,
+                    ).where(prediction_feedback.c.log_id.in_(list(wanted)))
+                )
+            }
+        return [
+            entry
+            for row_id, take in wanted.items()
+            if row_id in rows
+            for entry in entries_of(rows[row_id], feedback, take)
+        ]
 
     def summary(self, latency_window: int = MAX_LIMIT) -> dict[str, Any]:
         """Counts over all predictions (ok = 2xx), success rate, and latency p50/p95/p99 (ms)
-        over the newest `latency_window` predictions; overall and by protocol. Shadow
+        over the newest `latency_window` predictions; overall and by protocol. A request's
+        latency counts once per instance, as each instance waited for it. Shadow
         predictions answered nobody: they are not counted."""
-        ok = sa.case((predictions.c.status.between(200, 299), 1), else_=0)
-        served = predictions.c.shadow_of.is_(None)
+        latency_window = _check_limit(latency_window, "latency_window")
+        entries = _entries_sql()
+        ok = sa.case((request_log.c.status.between(200, 299), entries), else_=0)
+        served = request_log.c.shadow_of.is_(None)
         counts = (
-            sa.select(predictions.c.protocol, sa.func.count(), sa.func.coalesce(sa.func.sum(ok), 0))
+            sa.select(
+                request_log.c.protocol,
+                sa.func.coalesce(sa.func.sum(entries), 0),
+                sa.func.coalesce(sa.func.sum(ok), 0),
+            )
             .where(served)
-            .group_by(predictions.c.protocol)
+            .group_by(request_log.c.protocol)
         )
         latencies = (
-            sa.select(predictions.c.protocol, predictions.c.latency_ms)
+            sa.select(request_log.c.protocol, request_log.c.latency_ms, request_log.c.instances)
             .where(served)
-            .order_by(predictions.c.created_at.desc())
-            .limit(_check_limit(latency_window, "latency_window"))
+            .order_by(request_log.c.created_at.desc())
+            .limit(latency_window)
         )
         with _translate_errors(), self.engine.connect() as connection:
             count_rows = [(p, int(n), int(n_ok)) for p, n, n_ok in connection.execute(counts)]
-            latency_rows = [(p, float(v)) for p, v in connection.execute(latencies)]
+            latency_rows: list[tuple[str, float]] = []
+            for protocol, latency, instances in connection.execute(latencies):
+                room = latency_window - len(latency_rows)
+                if room <= 0:
+                    break
+                latency_rows += [(protocol, float(latency))] * min(log_entries(instances), room)
         return build_summary(count_rows, latency_rows)
 
     def count(self) -> int:
+        """Predictions in the log (an instance each, a failed request one)."""
         with _translate_errors(), self.engine.connect() as connection:
-            return int(connection.scalar(sa.select(sa.func.count()).select_from(predictions)) or 0)
+            total = connection.scalar(sa.select(sa.func.sum(_entries_sql())))
+        return int(total or 0)
 
     def labelled(
         self, model_version: str | None = None, limit: int = 1000
     ) -> list[tuple[float, float]]:
         """(output, actual) of the newest predictions that have feedback, newest first;
         only those of `model_version` unless it is None."""
-        statement = sa.select(predictions.c.output, predictions.c.actual).where(
-            predictions.c.actual.is_not(None), predictions.c.output.is_not(None)
-        )
+        f = prediction_feedback
+        statement = sa.select(f.c.output, f.c.actual).where(f.c.output.is_not(None))
         if model_version is not None:
-            statement = statement.where(predictions.c.model_version == model_version)
-        statement = statement.order_by(predictions.c.created_at.desc()).limit(
-            _check_limit(limit, "limit")
-        )
+            statement = statement.where(f.c.model_version == model_version)
+        statement = statement.order_by(f.c.created_at.desc()).limit(_check_limit(limit, "limit"))
         with _translate_errors(), self.engine.connect() as connection:
             return [(float(out), float(act)) for out, act in connection.execute(statement)]
 
     def coverage(self, model_version: str, window: int = 1000) -> tuple[int, int]:
         """(predictions, of which with feedback) among the newest `window` successful
         predictions of `model_version` (its shadow predictions included)."""
+        window = _check_limit(window, "window")
         newest = (
-            sa.select(predictions.c.actual)
-            .where(predictions.c.model_version == model_version, predictions.c.output.is_not(None))
-            .order_by(predictions.c.created_at.desc())
-            .limit(_check_limit(window, "window"))
-            .subquery()
+            sa.select(request_log.c.id, request_log.c.instances)
+            .where(request_log.c.model_version == model_version, request_log.c.instances > 0)
+            .order_by(request_log.c.created_at.desc())
+            .limit(window)
         )
-        statement = sa.select(sa.func.count(), sa.func.count(newest.c.actual))
         with _translate_errors(), self.engine.connect() as connection:
-            predicted, labelled = connection.execute(statement).one()
-        return int(predicted), int(labelled)
+            sizes = connection.execute(newest).all()
+            wanted = _fill(sizes, window)
+            if not wanted:
+                return 0, 0
+            labelled = connection.execute(
+                sa.select(prediction_feedback.c.log_id, prediction_feedback.c.instance).where(
+                    prediction_feedback.c.log_id.in_(list(wanted))
+                )
+            ).all()
+        # The window holds the last `take` instances of its oldest row (newest first).
+        first = {row_id: size - wanted[row_id] for row_id, size in sizes if row_id in wanted}
+        covered = sum(1 for log_id, instance in labelled if instance >= first[log_id])
+        return sum(wanted.values()), covered
 
     def close(self) -> None:
         self.engine.dispose()
@@ -226,6 +300,79 @@ def _check_limit(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
         raise ValueError(f"{name} must be an integer from 0 to {MAX_LIMIT}, got {value!r}")
     return value
+
+
+def _entries_sql() -> sa.ColumnElement[int]:
+    """`log_entries(instances)` in SQL."""
+    return sa.case((request_log.c.instances > 0, request_log.c.instances), else_=1)
+
+
+def _fill(sizes: Sequence[tuple[str, int]], limit: int) -> dict[str, int]:
+    """From (row id, instances) newest first: how many entries of each row (newest first)
+    make up the newest `limit` predictions, in that order."""
+    wanted: dict[str, int] = {}
+    room = limit
+    for row_id, instances in sizes:
+        if room <= 0:
+            break
+        take = min(log_entries(instances), room)
+        wanted[row_id] = take
+        room -= take
+    return wanted
+
+
+# What a feedback row copies from the request row of its prediction.
+_FEEDBACK_SOURCE = (
+    request_log.c.id,
+    request_log.c.model_version,
+    request_log.c.created_at,
+    request_log.c.outputs,
+    request_log.c.instances,
+    request_log.c.shadow_of,
+)
+
+
+def _find_prediction(connection: Connection, pid: str) -> tuple[sa.RowMapping, int] | None:
+    """The request row and instance index of prediction `pid`: "<row id>.<index>", or an id
+    from before the request log (the legacy table), or the bare row id of a one-instance
+    request (replayed from a spill file of that time)."""
+    parsed = parse_prediction_id(pid)
+    if parsed is not None:
+        row_id, index = parsed
+        row = _request_row(connection, row_id)
+        if row is not None and index < log_entries(row["instances"]):
+            return row, index
+    legacy = legacy_prediction_ids
+    mapped = connection.execute(
+        sa.select(legacy.c.log_id, legacy.c.instance).where(legacy.c.id == pid)
+    ).first()
+    if mapped is not None:
+        row = _request_row(connection, mapped.log_id)
+        return None if row is None else (row, mapped.instance)
+    row = _request_row(connection, pid)
+    if row is not None and log_entries(row["instances"]) == 1:
+        return row, 0
+    return None
+
+
+def _request_row(connection: Connection, row_id: str) -> sa.RowMapping | None:
+    statement = sa.select(*_FEEDBACK_SOURCE).where(request_log.c.id == row_id)
+    return connection.execute(statement).mappings().first()
+
+
+def _feedback_row(row: sa.RowMapping, index: int, actual: float, now: datetime) -> dict[str, Any]:
+    outputs = row["outputs"]
+    output = outputs[index] if outputs is not None and index < len(outputs) else None
+    return {
+        "prediction_id": prediction_id_of(row["id"], index),
+        "log_id": row["id"],
+        "instance": index,
+        "model_version": row["model_version"],
+        "created_at": row["created_at"],
+        "output": output,
+        "actual": actual,
+        "feedback_at": now,
+    }
 
 
 @contextmanager

@@ -1,5 +1,6 @@
-"""The prediction log's write path: every prediction and its feedback, written off the request
-path in batches (RecordWriter) into the serving database (housing.servingdb.RecordStore).
+"""The request log's write path: every request (one row, its instances as arrays), written off
+the request path in batches (RecordWriter) into the serving database
+(housing.servingdb.RecordStore).
 
     writer = RecordWriter(store, spill_dir="state/spill")
     writer.start()

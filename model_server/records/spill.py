@@ -1,5 +1,8 @@
 """Spill files: rows the database could not take yet, kept on local disk until it can.
 
+A line is one request record (record_to_json); a line from before the request log, one
+prediction, is read back as a one-instance request (record_from_json).
+
 The folder holds append-only JSON-lines segments named by a sequence number. Every append is
 fsync'd before it returns; segments are replayed oldest first and deleted once committed. A
 replay after a crash may repeat rows that were already committed: the store's insert is
@@ -22,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from housing.servingdb.models import (
-    PredictionRecord,
+    RequestRecord,
     compact_json,
     record_from_json,
     record_to_json,
+    record_weight,
 )
 
 log = logging.getLogger(__name__)
@@ -41,11 +45,11 @@ FIRST_SEQ = 10**12
 class Segment:
     seq: int
     path: Path
-    rows: int  # complete lines
+    rows: int  # predictions in its complete lines (record_weight; a line that is no record: 1)
     size: int  # bytes
 
 
-def encode(record: PredictionRecord) -> str:
+def encode(record: RequestRecord) -> str:
     # ASCII only (json.dumps escapes the rest): its length is its size in bytes.
     return compact_json(record_to_json(record)) + "\n"
 
@@ -62,7 +66,7 @@ class SpillQueue:
         self.directory = Path(directory)
         self.segment_rows = max(1, segment_rows)
         self.max_bytes = max_bytes
-        self.rows = 0  # complete lines in all segments
+        self.rows = 0  # predictions in all segments
         self.bytes = 0  # size of all segments
         self._segments: deque[Segment] = deque()
         self._active: Segment | None = None  # the newest segment, still open for appends
@@ -87,7 +91,7 @@ class SpillQueue:
             if not path.stem.isdigit():
                 continue
             data = path.read_bytes()
-            rows = data.count(b"\n")
+            rows = _weight_of_lines(data)
             if rows == 0:
                 path.unlink(missing_ok=True)
                 continue
@@ -101,29 +105,36 @@ class SpillQueue:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
 
-    def append(self, records: Sequence[PredictionRecord]) -> int:
+    def append(self, records: Sequence[RequestRecord]) -> int:
         """Add `records` after everything already spilled; durable when this returns. Returns
-        how many were kept: the first ones, as many as `max_bytes` leaves room for."""
+        the predictions kept: those of the first records, as many as `max_bytes` leaves room
+        for."""
         lines = self._fitting([encode(record) for record in records])
-        kept = len(lines)
+        weights = [record_weight(record) for record in records[: len(lines)]]
+        kept = sum(weights)
         while lines:
             segment = self._active
             if segment is None or segment.rows >= self.segment_rows:
                 seq = self._segments[-1].seq + 1 if self._segments else FIRST_SEQ
                 segment = self._active = self._create(seq, at_end=True)
-            room = self.segment_rows - segment.rows
-            self._write(segment, lines[:room])
-            lines = lines[room:]
+            # As many records as the segment has room for predictions, one at least.
+            room, count, weight = self.segment_rows - segment.rows, 1, weights[0]
+            while count < len(lines) and weight + weights[count] <= room:
+                weight += weights[count]
+                count += 1
+            self._write(segment, lines[:count], weight)
+            lines, weights = lines[count:], weights[count:]
         return kept
 
-    def prepend(self, records: Sequence[PredictionRecord]) -> int:
-        """Put `records` before everything spilled: a batch older than all of it. Returns how
-        many were kept, as append() does."""
+    def prepend(self, records: Sequence[RequestRecord]) -> int:
+        """Put `records` before everything spilled: a batch older than all of it. Returns the
+        predictions kept, as append() does."""
         lines = self._fitting([encode(record) for record in records])
+        kept = sum(record_weight(record) for record in records[: len(lines)])
         if lines:
             seq = self._segments[0].seq - 1 if self._segments else FIRST_SEQ
-            self._write(self._create(seq, at_end=False), lines)
-        return len(lines)
+            self._write(self._create(seq, at_end=False), lines, kept)
+        return kept
 
     def oldest(self) -> Segment | None:
         """The oldest segment, sealed: appends go to a new segment from now on."""
@@ -134,9 +145,9 @@ class SpillQueue:
             self._active = None
         return segment
 
-    def read(self, segment: Segment) -> tuple[list[PredictionRecord], list[str]]:
+    def read(self, segment: Segment) -> tuple[list[RequestRecord], list[str]]:
         """The records of `segment` in order, and the complete lines that are not records."""
-        records: list[PredictionRecord] = []
+        records: list[RequestRecord] = []
         bad: list[str] = []
         # The piece after the last newline is empty, or a line torn by a crash: never a record.
         *complete, torn = segment.path.read_bytes().split(b"\n")
@@ -188,7 +199,7 @@ class SpillQueue:
             self._segments.appendleft(segment)
         return segment
 
-    def _write(self, segment: Segment, lines: list[str]) -> None:
+    def _write(self, segment: Segment, lines: list[str], weight: int) -> None:
         data = "".join(lines).encode()
         with segment.path.open("ab") as file:
             start = file.seek(0, os.SEEK_END)
@@ -202,10 +213,22 @@ class SpillQueue:
                 if segment is self._active:
                     self._active = None
                 raise
-        segment.rows += len(lines)
+        segment.rows += weight
         segment.size += len(data)
-        self.rows += len(lines)
+        self.rows += weight
         self.bytes += len(data)
+
+
+def _weight_of_lines(data: bytes) -> int:
+    """The predictions in the complete lines of a segment an earlier run left."""
+    *complete, _torn = data.split(b"\n")
+    total = 0
+    for line in complete:
+        try:
+            total += record_weight(record_from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            total += 1  # read() sets it aside as one rejected line
+    return total
 
 
 def _fsync_dir(directory: Path) -> None:

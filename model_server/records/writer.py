@@ -1,6 +1,10 @@
-"""RecordWriter: takes prediction records off the request path and commits them in batches.
+"""RecordWriter: takes request records off the request path and commits them in batches.
 
-Rows flow memory -> (disk, when memory is over `max_buffer`) -> database, oldest first:
+One record, and one database row, per request (its instances as arrays: see
+housing.servingdb.models). The buffer, the batches and the counters are measured in
+predictions (a request's instances, or one for a failed request: `record_weight`), as they
+were when a row was a prediction: a memory bound that holds whatever the requests' sizes.
+Records flow memory -> (disk, when memory is over `max_buffer`) -> database, oldest first:
 the batch being written is older than anything spilled, and anything spilled is older
 than anything still in memory. A database outage only delays rows: the writer keeps the
 batch and retries with backoff, a second thread spills the overflow to `spill_dir`, and at
@@ -22,7 +26,7 @@ from typing import Protocol
 from sqlalchemy import exc
 
 from housing.servingdb.errors import StoreUnavailableError, connection_failed
-from housing.servingdb.models import PredictionRecord, record_to_json
+from housing.servingdb.models import RequestRecord, record_to_json, record_weight
 from model_server.records.spill import Segment, SpillQueue
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,7 @@ _LOG_EVERY = 30.0  # seconds between repeated warnings about drops
 
 
 class BatchSink(Protocol):
-    def write_batch(self, records: Sequence[PredictionRecord]) -> None: ...
+    def write_batch(self, records: Sequence[RequestRecord]) -> None: ...
 
 
 def _is_transient(error: Exception) -> bool:
@@ -82,7 +86,8 @@ class RecordWriter:
             else None
         )
 
-        self._buffer: deque[PredictionRecord] = deque()
+        self._buffer: deque[RequestRecord] = deque()
+        self._buffered = 0  # predictions in _buffer
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # wakes the writer
         self._overflow = threading.Condition(self._lock)  # wakes the spiller
@@ -92,13 +97,15 @@ class RecordWriter:
         self._order = threading.Lock()
         self._abort = threading.Event()  # stop() gave up waiting for the database
 
-        self._accepted = 0  # rows taken in (submitted, or found on disk at start)
-        self._resolved = 0  # rows committed, rejected or dropped
+        # Predictions, as every count here.
+        self._accepted = 0  # taken in (submitted, or found on disk at start)
+        self._resolved = 0  # committed, rejected or dropped
         self._flush_target = 0
         self._first_pending: float | None = None  # when the oldest memory row came
-        self._current: list[PredictionRecord] = []  # the batch being written, from memory
-        self._spilling = 0  # rows between memory and disk
-        self._on_disk = 0  # rows in spill segments (kept under _lock, unlike the spill's own)
+        self._current: list[RequestRecord] = []  # the batch being written, from memory
+        self._current_weight = 0
+        self._spilling = 0  # between memory and disk
+        self._on_disk = 0  # in spill segments (kept under _lock, unlike the spill's own)
         self._stopping = False
         self._closed = False
         self._down_since: float | None = None
@@ -114,23 +121,24 @@ class RecordWriter:
 
     # -- the request path -------------------------------------------------------------
 
-    def submit(self, records: Iterable[PredictionRecord]) -> None:
+    def submit(self, records: Iterable[RequestRecord]) -> None:
         """Queue records for writing. Never raises, never waits for the database."""
         try:
             self._submit(records)
         except Exception:  # the request must not fail because its log could not be kept
-            log.exception("could not queue prediction records")
+            log.exception("could not queue request records")
 
-    def _submit(self, records: Iterable[PredictionRecord]) -> None:
-        if isinstance(records, PredictionRecord):
+    def _submit(self, records: Iterable[RequestRecord]) -> None:
+        if isinstance(records, RequestRecord):
             records = [records]
-        batch = [record for record in records if isinstance(record, PredictionRecord)]
+        batch = [record for record in records if isinstance(record, RequestRecord)]
         if not batch:
             return
+        weight = sum(map(record_weight, batch))
         dropped = 0
         with self._lock:
             if self._closed:
-                dropped = len(batch)
+                dropped = weight
                 self._accepted += dropped
                 self._drop_locked(dropped)
             else:
@@ -138,8 +146,9 @@ class RecordWriter:
                 if was_empty:
                     self._first_pending = time.monotonic()
                 self._buffer.extend(batch)
-                self._accepted += len(batch)
-                size = len(self._buffer)
+                self._buffered += weight
+                self._accepted += weight
+                size = self._buffered
                 # Wake the writer for a full batch, or to start the flush_interval clock.
                 if was_empty or size >= self.batch_size:
                     self._work.notify()
@@ -147,22 +156,30 @@ class RecordWriter:
                     if self._spill is not None:
                         self._overflow.notify()  # the spiller moves the oldest rows to disk
                     else:  # nowhere to put them: keep the newest rows
-                        dropped = size - self.max_buffer
-                        for _ in range(dropped):
-                            self._buffer.popleft()
+                        dropped = self._pop_oldest_locked(self.max_buffer)
                         self._drop_locked(dropped)
         if dropped:
             self._log_drop(dropped)
 
+    def _pop_oldest_locked(self, keep: int) -> int:
+        """Drop the oldest records from memory until it holds at most `keep` predictions (the
+        newest record stays, whatever its size); the predictions dropped."""
+        dropped = 0
+        while self._buffered > keep and len(self._buffer) > 1:
+            weight = record_weight(self._buffer.popleft())
+            self._buffered -= weight
+            dropped += weight
+        return dropped
+
     @property
     def backlog(self) -> int:
-        """Rows taken in but not yet committed: in memory, in flight, or spilled to disk."""
+        """Predictions taken in but not yet committed: in memory, in flight, or spilled."""
         with self._lock:
-            return len(self._buffer) + len(self._current) + self._spilling + self._on_disk
+            return self._buffered + self._current_weight + self._spilling + self._on_disk
 
     @property
     def spilled(self) -> int:
-        """Rows on disk now, waiting for the database."""
+        """Predictions on disk now, waiting for the database."""
         return self._on_disk
 
     @property
@@ -238,6 +255,7 @@ class RecordWriter:
             self._closed = True
             leftovers = list(self._buffer)
             self._buffer.clear()
+            self._buffered = 0
         self._save(leftovers, prepend=False)
         if self._spill is not None:
             self._spill.close()
@@ -262,15 +280,15 @@ class RecordWriter:
                 return
             self._finish(records, segment)
 
-    def _next_work(self) -> tuple[list[PredictionRecord], Segment | None] | None:
+    def _next_work(self) -> tuple[list[RequestRecord], Segment | None] | None:
         with self._lock:
             while True:
                 if self._abort.is_set():
                     return None
                 if self._spill is not None and self._spill.rows > 0:
                     break  # disk first: it holds older rows than memory
-                size = len(self._buffer)
-                if size == 0:
+                size = self._buffered
+                if not self._buffer:
                     if self._stopping:
                         return None
                     self._work.wait()
@@ -292,19 +310,31 @@ class RecordWriter:
                         self._reject_lines(bad)
                     return records, segment
             with self._lock:
-                take = min(len(self._buffer), self.batch_size)
-                batch = [self._buffer.popleft() for _ in range(take)]
-                self._current = batch
+                batch: list[RequestRecord] = []
+                weight = 0
+                while self._buffer and (not batch or weight < self.batch_size):
+                    record = self._buffer.popleft()
+                    batch.append(record)
+                    weight += record_weight(record)
+                self._buffered -= weight
+                self._current, self._current_weight = batch, weight
                 self._first_pending = time.monotonic() if self._buffer else None
                 return batch, None
 
-    def _commit(self, records: list[PredictionRecord]) -> bool:
-        for start in range(0, len(records), self.batch_size):
-            if not self._commit_batch(records[start : start + self.batch_size]):
-                return False
-        return True
+    def _commit(self, records: list[RequestRecord]) -> bool:
+        """Write `records` (a spill segment is bigger than a batch) a batch at a time."""
+        batch: list[RequestRecord] = []
+        weight = 0
+        for record in records:
+            batch.append(record)
+            weight += record_weight(record)
+            if weight >= self.batch_size:
+                if not self._commit_batch(batch):
+                    return False
+                batch, weight = [], 0
+        return not batch or self._commit_batch(batch)
 
-    def _commit_batch(self, batch: list[PredictionRecord]) -> bool:
+    def _commit_batch(self, batch: list[RequestRecord]) -> bool:
         """Write `batch`, retrying while the database is down; False if stop() gave up."""
         delay = self.backoff_initial
         while True:
@@ -329,10 +359,10 @@ class RecordWriter:
             if self._down_since is not None:
                 log.info("prediction store back after %.1fs", time.monotonic() - self._down_since)
                 self._down_since = None
-            self.written_total += len(batch)
+            self.written_total += sum(map(record_weight, batch))
             return True
 
-    def _isolate(self, batch: list[PredictionRecord], error: Exception) -> bool:
+    def _isolate(self, batch: list[RequestRecord], error: Exception) -> bool:
         """A row the database refuses must not hold back the others: halve until alone."""
         if len(batch) == 1:
             self._reject(batch[0], error)
@@ -340,7 +370,7 @@ class RecordWriter:
         middle = len(batch) // 2
         return self._commit_batch(batch[:middle]) and self._commit_batch(batch[middle:])
 
-    def _finish(self, records: list[PredictionRecord], segment: Segment | None) -> None:
+    def _finish(self, records: list[RequestRecord], segment: Segment | None) -> None:
         if segment is not None:
             with self._order:
                 assert self._spill is not None
@@ -350,8 +380,8 @@ class RecordWriter:
                 self._on_disk -= segment.rows
                 self._resolved += segment.rows
             else:
-                self._resolved += len(records)
-                self._current = []
+                self._resolved += sum(map(record_weight, records))
+                self._current, self._current_weight = [], 0
             self._progress.notify_all()
 
     # -- the spiller thread -----------------------------------------------------------
@@ -359,7 +389,7 @@ class RecordWriter:
     def _run_spiller(self) -> None:
         while True:
             with self._lock:
-                while len(self._buffer) <= self.max_buffer and not self._stopping:
+                while self._buffered <= self.max_buffer and not self._stopping:
                     self._overflow.wait()
                 if self._stopping:
                     return
@@ -373,10 +403,15 @@ class RecordWriter:
         with self._order:
             with self._lock:
                 # Spill down to half: one fsync'd append per max_buffer/2 rows, not per row.
-                excess = len(self._buffer) - self.max_buffer // 2
-                if excess <= 0:
+                if self._buffered <= self.max_buffer // 2:
                     return
-                chunk = [self._buffer.popleft() for _ in range(excess)]
+                chunk: list[RequestRecord] = []
+                excess = 0
+                while self._buffer and self._buffered - excess > self.max_buffer // 2:
+                    record = self._buffer.popleft()
+                    chunk.append(record)
+                    excess += record_weight(record)
+                self._buffered -= excess
                 self._spilling = excess
             try:
                 kept = self._spill.append(chunk)
@@ -399,12 +434,13 @@ class RecordWriter:
     # -- rows that cannot be written --------------------------------------------------
 
     def _save(
-        self, records: list[PredictionRecord], *, prepend: bool, in_flight: bool = False
+        self, records: list[RequestRecord], *, prepend: bool, in_flight: bool = False
     ) -> None:
         """Keep rows for the next start (at shutdown); lost, and said so, without a disk.
         `in_flight`: the records are the writer's current batch."""
         if not records:
             return
+        weight = sum(map(record_weight, records))
         if self._spill is not None:
             try:
                 with self._order:
@@ -413,28 +449,30 @@ class RecordWriter:
                 with self._lock:
                     self._on_disk += restored + kept
                     if in_flight:
-                        self._current = []
-                    self._drop_locked(len(records) - kept)
+                        self._current, self._current_weight = [], 0
+                    self._drop_locked(weight - kept)
                 log.warning("spilled %d unwritten prediction rows for the next start", kept)
-                if kept < len(records):
-                    self._log_full(len(records) - kept)
+                if kept < weight:
+                    self._log_full(weight - kept)
                 return
             except (OSError, RuntimeError) as error:
                 log.error("could not spill unwritten prediction rows: %s", error)
         with self._lock:
             if in_flight:
-                self._current = []
-            self._drop_locked(len(records))
-        log.error("%d prediction rows were never written to the store", len(records))
+                self._current, self._current_weight = [], 0
+            self._drop_locked(weight)
+        log.error("%d prediction rows were never written to the store", weight)
 
-    def _reject(self, record: PredictionRecord, error: Exception) -> None:
-        log.error("prediction %r refused by the store, set aside: %s", record.id, error)
+    def _reject(self, record: RequestRecord, error: Exception) -> None:
+        log.error("request record %r refused by the store, set aside: %s", record.id, error)
         self._reject_lines(
-            [json.dumps({"error": str(error)[:2000], "record": record_to_json(record)})]
+            [json.dumps({"error": str(error)[:2000], "record": record_to_json(record)})],
+            record_weight(record),
         )
 
-    def _reject_lines(self, lines: list[str]) -> None:
-        self.rejected_total += len(lines)
+    def _reject_lines(self, lines: list[str], weight: int | None = None) -> None:
+        """Set `lines` aside; they stand for `weight` predictions (one a line by default)."""
+        self.rejected_total += len(lines) if weight is None else weight
         if self._spill is not None:
             try:
                 self._spill.reject(lines)

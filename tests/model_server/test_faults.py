@@ -25,13 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from model_server.server import FLUSH_SECONDS, GRACE_SECONDS
-from tests.support.records import TcpProxy, holding_the_write_lock, spill_segments
+from tests.support.records import TcpProxy, holding_the_write_lock, log_rows, spill_segments
 from tests.support.server import (
     FEATURES,
     MODEL,
@@ -147,7 +145,9 @@ def log_counters(server: ServerProcess) -> dict[str, float]:
 
 def check_row(row: dict[str, Any]) -> None:
     """A served prediction's row, whole: what the server built, read back intact."""
-    assert str(uuid.UUID(row["id"])) == row["id"], row
+    # "<the request row's UUID>.<instance>"
+    request, _, index = row["id"].rpartition(".")
+    assert str(uuid.UUID(request)) == request and index.isdigit(), row
     assert row["request_id"] and row["model_name"] == MODEL and row["model_version"], row
     assert row["protocol"] == "v1" and row["status"] == 200 and row["error"] is None, row
     inputs = row["inputs"] if isinstance(row["inputs"], dict) else json.loads(row["inputs"])
@@ -158,9 +158,7 @@ def check_row(row: dict[str, Any]) -> None:
 
 
 def postgres_rows(url: str) -> list[dict[str, Any]]:
-    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn) as db, db.cursor(row_factory=psycopg.rows.dict_row) as cursor:
-        return list(cursor.execute("SELECT * FROM predictions"))
+    return log_rows(url)
 
 
 def assert_one_row_per_answer(rows: list[dict[str, Any]], answered: list[str]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ def registry_with_tree(trained_registry: Any, folder: Path) -> tuple[str, str]:
     return uri, register_candidate(uri, "decision_tree")
 
 
-def shadow_rows(server: ServerProcess) -> list[sqlite3.Row]:
+def shadow_rows(server: ServerProcess) -> list[dict[str, Any]]:
     return server.rows("shadow_of IS NOT NULL")
 
 
@@ -123,7 +122,7 @@ def test_shadow_then_the_challenger_wins_on_live_error_and_is_served_without_res
             assert shadow["model_version"] == "1" and shadow["id"] != prediction_id
             assert shadow["request_id"] == original["request_id"]
             assert shadow["protocol"] == original["protocol"]
-            assert json.loads(shadow["inputs"]) == json.loads(original["inputs"])
+            assert shadow["inputs"] == original["inputs"]
             assert shadow["output"] == pytest.approx(boosting_says[k], abs=1e-4)
             assert (shadow["actual"] is not None) == (k < labelled)
         # Shadows answered nobody: not in the request counts.

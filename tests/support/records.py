@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from housing.contract import FEATURES
-from housing.servingdb import PredictionRecord, StoreUnavailableError
+from housing.servingdb import RequestRecord, StoreUnavailableError
 from model_server.records.spill import REJECTED, SUFFIX
 from model_server.records.writer import RecordWriter
 from tests.support.servers import free_port
@@ -33,7 +33,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def new_record(**overrides: Any) -> PredictionRecord:
+def new_record(instances: int = 1, **overrides: Any) -> RequestRecord:
+    """A served request of `instances` instances (the same inputs, output 2.5 each)."""
     fields: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "request_id": uuid.uuid4().hex,
@@ -41,18 +42,30 @@ def new_record(**overrides: Any) -> PredictionRecord:
         "model_name": "california-housing",
         "model_version": "1",
         "protocol": "v1",
-        "inputs": {name: float(i) + 0.5 for i, name in enumerate(FEATURES)},
-        "output": 2.5,
+        "features": list(FEATURES),
+        "inputs": [[float(i) + 0.5 for i in range(len(FEATURES))]] * instances,
+        "outputs": [2.5] * instances,
         "latency_ms": 3.0,
         "status": 200,
         "error": None,
     }
     fields.update(overrides)
-    return PredictionRecord(**fields)
+    return RequestRecord(**fields)
 
 
-def new_records(n: int, start: datetime | None = None, **overrides: Any) -> list[PredictionRecord]:
-    """`n` records one millisecond apart, oldest first."""
+def failed_record(**overrides: Any) -> RequestRecord:
+    """A refused request: no instances."""
+    fields = {"features": None, "inputs": None, "outputs": None, "status": 400, "error": "bad"}
+    return new_record(**(fields | overrides))
+
+
+def first_id(record: RequestRecord) -> str:
+    """The prediction id of the first instance of `record`."""
+    return f"{record.id}.0"
+
+
+def new_records(n: int, start: datetime | None = None, **overrides: Any) -> list[RequestRecord]:
+    """`n` one-instance requests one millisecond apart, oldest first."""
     start = start or datetime.now(UTC)
     return [new_record(created_at=start + timedelta(milliseconds=i), **overrides) for i in range(n)]
 
@@ -61,7 +74,7 @@ class FakeStore:
     """A store in memory whose outages and refusals the test controls."""
 
     def __init__(self) -> None:
-        self.committed: list[PredictionRecord] = []
+        self.committed: list[RequestRecord] = []
         self.batch_sizes: list[int] = []
         self.down = False
         self.refuse: set[str] = set()  # ids that make a batch fail as bad data
@@ -69,7 +82,7 @@ class FakeStore:
         self.gate.set()
         self._lock = threading.Lock()
 
-    def write_batch(self, records: Sequence[PredictionRecord]) -> None:
+    def write_batch(self, records: Sequence[RequestRecord]) -> None:
         self.gate.wait()
         if self.down:
             raise StoreUnavailableError("prediction store unavailable: test outage")
@@ -84,6 +97,32 @@ class FakeStore:
     def ids(self) -> list[str]:
         with self._lock:
             return [record.id for record in self.committed]
+
+
+def log_rows(database_url: str, where: str = "1=1") -> list[dict[str, Any]]:
+    """The predictions, as /logs shows them (one dict per instance), of the request rows that
+    `where` selects, newest first: for tests that look at what a server wrote."""
+    from housing.servingdb.models import entries_of, prediction_feedback, request_log
+
+    url = sa.make_url(database_url)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            statement = (
+                sa.select(request_log)
+                .where(sa.text(where))
+                .order_by(request_log.c.created_at.desc())
+            )
+            rows = connection.execute(statement).mappings().all()
+            feedback = {
+                row.prediction_id: (row.actual, row.feedback_at)
+                for row in connection.execute(sa.select(prediction_feedback))
+            }
+    finally:
+        engine.dispose()
+    return [entry for row in rows for entry in entries_of(row, feedback)]
 
 
 def drop_schema(url: str) -> None:

@@ -145,10 +145,11 @@ class ServerProcess:
                 self.process.wait(10)
         return self.process.returncode
 
-    def rows(self, where: str = "1=1") -> list[sqlite3.Row]:
-        with sqlite3.connect(self.database) as db:
-            db.row_factory = sqlite3.Row
-            return db.execute(f"SELECT * FROM predictions WHERE {where}").fetchall()
+    def rows(self, where: str = "1=1") -> list[dict[str, Any]]:
+        """The logged predictions (one per instance) of the request rows `where` selects."""
+        from tests.support.records import log_rows
+
+        return log_rows(f"sqlite:///{self.database}", where)
 
 
 def start_server(

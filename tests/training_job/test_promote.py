@@ -23,7 +23,8 @@ from mlflow import MlflowClient
 
 from housing.contract import FEATURES, TARGET
 from housing.policy import RetrainPolicy
-from housing.servingdb import PredictionRecord, RecordStore
+from housing.servingdb import RecordStore, RequestRecord
+from housing.servingdb.models import prediction_ids
 from housing.servingdb.retrain import RetrainStore
 from tests.support.pipeline import pipeline_env, run_training_job
 from training_job.promote import LiveScore, compare, promote_challenger
@@ -80,25 +81,24 @@ class Loop:
             records.migrate()
             for version, name in (("1", "lightgbm"), (self.tree, "decision_tree")):
                 predicted = joblib.load(models / f"{name}.joblib").predict(x)
-                batch = [
-                    PredictionRecord(
-                        id=uuid.uuid4().hex,
-                        request_id="r",
-                        created_at=datetime.now(UTC),
-                        model_name=MODEL,
-                        model_version=version,
-                        protocol="v1",
-                        inputs=dict(zip(FEATURES, map(float, row), strict=True)),
-                        output=float(value),
-                        latency_ms=1.0,
-                        status=200,
-                        error=None,
-                    )
-                    for row, value in zip(x.to_numpy(), predicted, strict=True)
-                ]
-                records.write_batch(batch)
-                for record, truth in zip(batch, y, strict=True):
-                    records.add_feedback(record.id, float(truth))
+                record = RequestRecord(
+                    id=uuid.uuid4().hex,
+                    request_id="r",
+                    created_at=datetime.now(UTC),
+                    model_name=MODEL,
+                    model_version=version,
+                    protocol="v1",
+                    features=list(FEATURES),
+                    inputs=x.to_numpy(dtype="float64"),
+                    outputs=predicted.astype("float64"),
+                    latency_ms=1.0,
+                    status=200,
+                    error=None,
+                )
+                records.write_batch([record])
+                ids = prediction_ids(record.id, len(y))
+                for prediction_id, truth in zip(ids, y, strict=True):
+                    records.add_feedback(prediction_id, float(truth))
 
     def _register(self, candidate: str) -> str:
         [run] = self.client.search_runs(

@@ -21,8 +21,8 @@ import yaml
 from mlflow import MlflowClient
 
 from housing.contract import FEATURES, RAW_COLUMNS
-from housing.servingdb import PredictionRecord, RecordStore
-from housing.servingdb.models import retrain_lease
+from housing.servingdb import RecordStore, RequestRecord
+from housing.servingdb.models import prediction_ids, retrain_lease
 from housing.servingdb.retrain import RetrainStore
 from tests.support.pipeline import RAW_DATA, REPO, copy_workspace, pipeline_env
 from training_job.features import derive_features
@@ -181,26 +181,24 @@ def _log_predictions(loop: Loop, features: pd.DataFrame, actual: np.ndarray) -> 
     model = joblib.load(loop.state / "retrain/models/candidates/lightgbm.joblib")
     outputs = model.predict(features[list(FEATURES)])
     records, _ = loop.store()
-    now = datetime.now(UTC)
-    batch = [
-        PredictionRecord(
-            id=uuid.uuid4().hex,
-            request_id="r",
-            created_at=now,
-            model_name=MODEL,
-            model_version=str(version),
-            protocol="v1",
-            inputs={k: float(v) for k, v in row.items()},
-            output=float(out),
-            latency_ms=1.0,
-            status=200,
-            error=None,
-        )
-        for (_, row), out in zip(features[list(FEATURES)].iterrows(), outputs, strict=True)
-    ]
-    records.write_batch(batch)
-    for record, truth in zip(batch, actual, strict=True):
-        records.add_feedback(record.id, float(truth))
+    inputs = features[list(FEATURES)].to_numpy(dtype=np.float64)
+    record = RequestRecord(
+        id=uuid.uuid4().hex,
+        request_id="r",
+        created_at=datetime.now(UTC),
+        model_name=MODEL,
+        model_version=str(version),
+        protocol="v1",
+        features=list(FEATURES),
+        inputs=inputs,
+        outputs=np.asarray(outputs, dtype=np.float64),
+        latency_ms=1.0,
+        status=200,
+        error=None,
+    )
+    records.write_batch([record])
+    for prediction_id, truth in zip(prediction_ids(record.id, len(inputs)), actual, strict=True):
+        records.add_feedback(prediction_id, float(truth))
     records.close()
 
 

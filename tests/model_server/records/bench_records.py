@@ -2,10 +2,12 @@
 
     python tests/model_server/records/bench_records.py [rows] [threads]
 
-For each database: rows submitted by `threads` request threads (1 to 4 instances each, as
-the server does) to a RecordWriter with its default batch size, timed from the first submit
-until flush() returns, i.e. until every row is committed. Also the bare store.write_batch
-rate for comparison. PostgreSQL gets a throwaway database on 127.0.0.1:5432.
+For each database: requests of 1 to 4 instances (one record each, as the server builds
+them), `rows` instances in all, submitted by `threads` request threads to a RecordWriter with
+its default batch size, timed from the first submit until flush() returns, i.e. until every
+request is committed; in instances per second. Also the bare store.write_batch rate, for
+100-instance requests (as numpy arrays, as the server hands them over), for comparison.
+PostgreSQL gets a throwaway database on 127.0.0.1:5432.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import threading
 import time
 from pathlib import Path
 
-from housing.servingdb import PredictionRecord, RecordStore
+import numpy as np
+
+from housing.contract import FEATURES
+from housing.servingdb import RecordStore, RequestRecord
 from model_server.records.writer import RecordWriter
-from tests.support.records import new_records
+from tests.support.records import new_record
 from tests.support.servers import postgres_database
 
 
@@ -27,14 +32,11 @@ def through_writer(url: str, rows: int, threads: int) -> float:
         store.migrate()
         writer = RecordWriter(store)
         writer.start()
-        work = [new_records(rows // threads) for _ in range(threads)]
+        work = [requests(rows // threads) for _ in range(threads)]
 
-        def serve(records: list[PredictionRecord]) -> None:
-            i = 0
-            while i < len(records):
-                size = 1 + i % 4
-                writer.submit(records[i : i + size])
-                i += size
+        def serve(records: list[RequestRecord]) -> None:
+            for record in records:
+                writer.submit([record])
 
         workers = [threading.Thread(target=serve, args=(w,)) for w in work]
         began = time.perf_counter()
@@ -45,18 +47,36 @@ def through_writer(url: str, rows: int, threads: int) -> float:
         assert writer.flush(600)
         elapsed = time.perf_counter() - began
         writer.stop()
-        assert store.count() == sum(len(w) for w in work)
-        return sum(len(w) for w in work) / elapsed
+        instances = sum(len(r.outputs) for w in work for r in w)
+        assert store.count() == instances
+        return instances / elapsed
 
 
-def bare_batches(url: str, rows: int, batch: int = 500) -> float:
+def requests(instances: int) -> list[RequestRecord]:
+    """Requests of 1 to 4 instances, `instances` in all (about)."""
+    made, total = [], 0
+    while total < instances:
+        size = 1 + len(made) % 4
+        made.append(new_record(size))
+        total += size
+    return made
+
+
+def bare_batches(url: str, rows: int, batch: int = 5, size: int = 100) -> float:
+    """Instances per second through write_batch, `batch` requests of `size` instances a
+    transaction."""
+    x = np.random.default_rng(0).uniform(0, 10, (size, len(FEATURES)))
+    y = np.random.default_rng(1).uniform(0, 5, size)
     with RecordStore(url) as store:
         store.migrate()
-        batches = [new_records(batch) for _ in range(rows // batch)]
+        batches = [
+            [new_record(size, features=FEATURES, inputs=x, outputs=y) for _ in range(batch)]
+            for _ in range(rows // (batch * size))
+        ]
         began = time.perf_counter()
         for records in batches:
             store.write_batch(records)
-        return rows // batch * batch / (time.perf_counter() - began)
+        return len(batches) * batch * size / (time.perf_counter() - began)
 
 
 def main() -> None:
@@ -64,13 +84,17 @@ def main() -> None:
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 8
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'records.db'}"
-        print(f"sqlite     writer {through_writer(url, rows, threads):8.0f} rows/s", flush=True)
+        print(
+            f"sqlite     writer {through_writer(url, rows, threads):8.0f} instances/s", flush=True
+        )
         url = f"sqlite:///{Path(folder) / 'bare.db'}"
-        print(f"sqlite     batch  {bare_batches(url, rows):8.0f} rows/s", flush=True)
+        print(f"sqlite     batch  {bare_batches(url, rows):8.0f} instances/s", flush=True)
     with postgres_database() as url:
-        print(f"postgresql writer {through_writer(url, rows, threads):8.0f} rows/s", flush=True)
+        print(
+            f"postgresql writer {through_writer(url, rows, threads):8.0f} instances/s", flush=True
+        )
     with postgres_database() as url:
-        print(f"postgresql batch  {bare_batches(url, rows):8.0f} rows/s", flush=True)
+        print(f"postgresql batch  {bare_batches(url, rows):8.0f} instances/s", flush=True)
 
 
 if __name__ == "__main__":

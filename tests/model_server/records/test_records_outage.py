@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from housing.servingdb import PredictionRecord, RecordStore
-from housing.servingdb.models import predictions
+from housing.servingdb import RecordStore, RequestRecord
+from housing.servingdb.models import request_log
 from model_server.records.writer import RecordWriter
 from tests.support.records import (
     TcpProxy,
@@ -25,11 +25,11 @@ from tests.support.records import (
 
 def stored_ids(store: RecordStore) -> list[str]:
     with store.engine.connect() as connection:
-        return list(connection.execute(sa.select(predictions.c.id)).scalars())
+        return list(connection.execute(sa.select(request_log.c.id)).scalars())
 
 
-def submit_concurrently(writer: RecordWriter, batches: list[list[PredictionRecord]]) -> None:
-    def serve(records: list[PredictionRecord]) -> None:
+def submit_concurrently(writer: RecordWriter, batches: list[list[RequestRecord]]) -> None:
+    def serve(records: list[RequestRecord]) -> None:
         for i in range(0, len(records), 2):
             writer.submit(records[i : i + 2])
 

@@ -15,19 +15,19 @@ from hypothesis import strategies as st
 
 from housing.servingdb import (
     InvalidFeedbackError,
-    PredictionRecord,
     RecordStore,
+    RequestRecord,
     StoreUnavailableError,
     UnknownPredictionError,
 )
-from housing.servingdb.models import predictions, to_row
-from tests.support.records import new_record, new_records
+from housing.servingdb.models import prediction_feedback, request_log, to_row
+from tests.support.records import failed_record, first_id, new_record, new_records
 
 
 def stored_row(store: RecordStore, prediction_id: str) -> dict[str, object]:
-    with store.engine.connect() as connection:
-        row = connection.execute(sa.select(predictions).where(predictions.c.id == prediction_id))
-        return dict(row.one()._mapping)
+    """The log's entry of one prediction, as /logs shows it."""
+    [entry] = [row for row in store.recent(10_000) if row["id"] == prediction_id]
+    return entry
 
 
 def test_write_batch_is_idempotent_on_id(store: RecordStore) -> None:
@@ -48,19 +48,26 @@ def test_write_batch_is_one_transaction(store: RecordStore) -> None:
 def test_rows_come_back_as_written(store: RecordStore) -> None:
     when = datetime(2024, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
     record = new_record(
-        created_at=when, inputs={"MedInc": 8.3, "HouseAge": 41}, output=4.526, error=None
+        created_at=when,
+        features=["MedInc", "HouseAge"],
+        inputs=[[8.3, 41]],
+        outputs=[4.526],
+        error=None,
     )
-    failed = new_record(inputs=None, output=None, status=400, error="MedInc: NaN", protocol="v2")
+    failed = failed_record(error="MedInc: NaN", protocol="v2")
     store.write_batch([record, failed])
     rows = {row["id"]: row for row in store.recent(10)}
-    got = rows[record.id]
+    assert set(rows) == {first_id(record), first_id(failed)}
+    got = rows[first_id(record)]
     assert got["created_at"] == "2024-03-01T08:30:15.123456+00:00"
     assert got["inputs"] == {"MedInc": 8.3, "HouseAge": 41}
     assert got["output"] == 4.526 and got["status"] == 200 and got["actual"] is None
-    assert rows[failed.id]["inputs"] is None and rows[failed.id]["error"] == "MedInc: NaN"
+    assert rows[first_id(failed)]["inputs"] is None
+    assert rows[first_id(failed)]["error"] == "MedInc: NaN"
+    assert rows[first_id(failed)]["output"] is None
     with store.engine.connect() as connection:
         # No inputs is SQL NULL, not the JSON text 'null'.
-        nulls = "SELECT id FROM predictions WHERE inputs IS NULL"
+        nulls = "SELECT id FROM request_log WHERE inputs IS NULL"
         assert connection.exec_driver_sql(nulls).scalars().all() == [failed.id]
     json.dumps(store.recent(10), allow_nan=False)
 
@@ -69,7 +76,7 @@ def test_recent_is_newest_first_and_limited(store: RecordStore) -> None:
     batch = new_records(30, start=datetime(2024, 1, 1, tzinfo=UTC))
     store.write_batch(list(reversed(batch)))
     recent = store.recent(5)
-    assert [row["id"] for row in recent] == [r.id for r in reversed(batch[-5:])]
+    assert [row["id"] for row in recent] == [first_id(r) for r in reversed(batch[-5:])]
     assert store.recent(0) == []
     assert len(store.recent(1000)) == 30
 
@@ -83,16 +90,16 @@ def test_limits_are_checked(store: RecordStore, limit: object) -> None:
 
 
 def test_feedback_is_stored_and_a_second_one_replaces_the_first(store: RecordStore) -> None:
-    record = new_record(output=2.0)
+    record = new_record(outputs=[2.0])
     store.write_batch([record])
-    store.add_feedback(record.id, 1.5)
-    first = stored_row(store, record.id)
-    store.add_feedback(record.id, 1.75)
-    second = stored_row(store, record.id)
+    store.add_feedback(first_id(record), 1.5)
+    first = stored_row(store, first_id(record))
+    store.add_feedback(first_id(record), 1.75)
+    second = stored_row(store, first_id(record))
     assert first["actual"] == 1.5 and second["actual"] == 1.75
     assert first["feedback_at"] is not None and second["feedback_at"] is not None
     assert store.labelled(None, 10) == [(2.0, 1.75)]
-    store.add_feedback(record.id, np.float32(3.0))  # type: ignore[arg-type]  # numpy too
+    store.add_feedback(first_id(record), np.float32(3.0))  # type: ignore[arg-type]  # numpy too
     assert store.labelled(None, 10) == [(2.0, 3.0)]
 
 
@@ -113,12 +120,12 @@ def test_feedback_for_an_unknown_prediction_is_a_404(store: RecordStore) -> None
 def test_bad_feedback_is_refused_and_changes_nothing(store: RecordStore, actual: object) -> None:
     record = new_record()
     store.write_batch([record])
-    store.add_feedback(record.id, 2.0)
-    before = stored_row(store, record.id)
+    store.add_feedback(first_id(record), 2.0)
+    before = stored_row(store, first_id(record))
     with pytest.raises(ValueError, match="actual must be") as caught:
-        store.add_feedback(record.id, actual)  # type: ignore[arg-type]
+        store.add_feedback(first_id(record), actual)  # type: ignore[arg-type]
     assert isinstance(caught.value, InvalidFeedbackError) and caught.value.status_code == 400
-    assert stored_row(store, record.id) == before
+    assert stored_row(store, first_id(record)) == before
 
 
 @pytest.mark.parametrize("prediction_id", ["", None, 42])
@@ -130,20 +137,22 @@ def test_feedback_needs_a_prediction_id(store: RecordStore, prediction_id: objec
 def test_a_replayed_batch_keeps_its_feedback(store: RecordStore) -> None:
     batch = new_records(5)
     store.write_batch(batch)
-    store.add_feedback(batch[0].id, 9.0)
+    store.add_feedback(first_id(batch[0]), 9.0)
     store.write_batch(batch)  # replay after a crash, say
-    assert stored_row(store, batch[0].id)["actual"] == 9.0
+    assert stored_row(store, first_id(batch[0]))["actual"] == 9.0
 
 
 def test_labelled_is_newest_first_by_version_and_only_with_feedback(store: RecordStore) -> None:
     start = datetime(2024, 1, 1, tzinfo=UTC)
     v1 = new_records(6, start=start, model_version="1")
     v2 = new_records(4, start=start + timedelta(seconds=1), model_version="2")
-    failed = new_record(created_at=start + timedelta(seconds=5), output=None, status=500)
+    failed = failed_record(created_at=start + timedelta(seconds=5), status=500)
     store.write_batch([*v1, *v2, failed])
     for i, record in enumerate([*v1[:4], *v2[:3]]):
-        store.add_feedback(record.id, float(i))
-    store.add_feedback(failed.id, 1.0)  # kept, but a failed prediction has nothing to compare
+        store.add_feedback(first_id(record), float(i))
+    store.add_feedback(
+        first_id(failed), 1.0
+    )  # kept, but a failed prediction has nothing to compare
     assert store.labelled("1", 10) == [(2.5, 3.0), (2.5, 2.0), (2.5, 1.0), (2.5, 0.0)]
     assert store.labelled("1", 2) == [(2.5, 3.0), (2.5, 2.0)]
     assert store.labelled("2", 10) == [(2.5, 6.0), (2.5, 5.0), (2.5, 4.0)]
@@ -155,7 +164,7 @@ def test_summary_counts_rates_and_latency_percentiles(store: RecordStore) -> Non
     latencies = [float(v) for v in range(1, 101)]
     ok = [new_record(latency_ms=v, protocol="v1") for v in latencies[:80]]
     v2 = [new_record(latency_ms=v, protocol="v2") for v in latencies[80:95]]
-    errors = [new_record(latency_ms=v, status=400, output=None) for v in latencies[95:]]
+    errors = [failed_record(latency_ms=v, status=400) for v in latencies[95:]]
     store.write_batch([*ok, *v2, *errors])
     summary = store.summary()
     assert (summary["total"], summary["ok"], summary["errors"]) == (100, 95, 5)
@@ -177,8 +186,34 @@ def test_summary_of_an_empty_store(store: RecordStore) -> None:
 
 texts = st.text(max_size=30)
 wild_floats = st.floats() | st.integers(-(10**20), 10**20)
+wild_values = wild_floats | texts | st.none()
+
+
+@st.composite
+def wild_arrays(draw: st.DrawFn) -> dict[str, object]:
+    """features, inputs and outputs of any shape and content (mostly of matching shapes)."""
+    names = draw(st.none() | st.lists(texts, max_size=8) | texts)
+    width = len(names) if isinstance(names, list) else 3
+    count = draw(st.integers(0, 4))
+    rows = st.lists(wild_values, min_size=width, max_size=width) | st.lists(wild_values)
+    inputs = draw(st.none() | st.lists(rows, min_size=count, max_size=count))
+    outputs = draw(
+        st.none()
+        | st.lists(st.none() | st.floats() | texts, min_size=count, max_size=count)
+        | st.lists(st.floats())
+    )
+    if draw(st.booleans()) and isinstance(inputs, list) and isinstance(names, list):
+        try:  # the server's form: numpy arrays
+            inputs = np.array(inputs, dtype=np.float64)
+            outputs = np.array(outputs, dtype=np.float64)
+        except (TypeError, ValueError):
+            pass
+    return {"features": names, "inputs": inputs, "outputs": outputs}
+
+
 wild_records = st.builds(
-    PredictionRecord,
+    lambda arrays, **fields: RequestRecord(**fields, **arrays),
+    arrays=wild_arrays(),
     id=st.uuids().map(lambda u: u.hex),
     request_id=st.uuids().map(lambda u: u.hex),
     created_at=st.datetimes(
@@ -189,11 +224,10 @@ wild_records = st.builds(
     model_name=texts,
     model_version=texts,
     protocol=texts,
-    inputs=st.none() | st.dictionaries(texts, wild_floats | texts, max_size=8),
-    output=st.none() | st.floats(),
     latency_ms=st.floats(),
     status=st.integers(0, 700),
     error=st.none() | texts,
+    shadow_of=st.none() | texts,
 )
 
 
@@ -202,10 +236,10 @@ wild_records = st.builds(
 )
 @given(batch=st.lists(wild_records, min_size=1, max_size=5))
 def test_any_record_is_stored_cleanly_or_refused_whole(
-    store: RecordStore, batch: list[PredictionRecord]
+    store: RecordStore, batch: list[RequestRecord]
 ) -> None:
     with store.engine.begin() as connection:  # examples share the store
-        connection.execute(sa.delete(predictions))
+        connection.execute(sa.delete(request_log))
     try:
         expected = [to_row(record) for record in batch]
     except ValueError:
@@ -214,14 +248,18 @@ def test_any_record_is_stored_cleanly_or_refused_whole(
         assert store.count() == 0
         return
     store.write_batch(batch)
-    assert store.count() == len({record.id for record in batch})
-    for row in expected:
-        got = stored_row(store, row["id"])
+    assert len(store.recent(10_000)) == store.count()
+    first = {}
+    for row in expected:  # a repeated id keeps the first record
+        first.setdefault(row["id"], row)
+    for row in first.values():
+        with store.engine.connect() as connection:
+            statement = sa.select(request_log).where(request_log.c.id == row["id"])
+            got = dict(connection.execute(statement).one()._mapping)
         created_at = got.pop("created_at")
         assert isinstance(created_at, datetime)
         # Microseconds survive on both databases; aware UTC on the way out.
         assert created_at.replace(tzinfo=UTC) == row.pop("created_at").replace(tzinfo=UTC)
-        assert got.pop("actual") is None and got.pop("feedback_at") is None
         assert got == row
 
 
@@ -287,23 +325,36 @@ def _plan(store: RecordStore, statement: sa.Select[tuple[object, ...]]) -> str:
             return " ".join(str(row[-1]) for row in rows)
         # Tables this small are scanned whatever the indexes; ask whether one can serve.
         connection.exec_driver_sql("SET enable_seqscan = off")
+        # Nor a bitmap scan then a sort, which wins on a table of a few rows.
+        connection.exec_driver_sql("SET enable_bitmapscan = off")
         return " ".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
 
 
 def test_the_read_queries_use_their_indexes(store: RecordStore) -> None:
-    p = predictions
-    store.write_batch(new_records(20))
-    newest = sa.select(p).order_by(p.c.created_at.desc()).limit(10)
-    labelled = sa.select(p.c.output, p.c.actual).where(
-        p.c.actual.is_not(None), p.c.output.is_not(None)
+    r, f = request_log, prediction_feedback
+    batch = new_records(20)
+    store.write_batch(batch)
+    for record in batch[:5]:
+        store.add_feedback(first_id(record), 1.0)
+    newest = sa.select(r.c.id, r.c.instances).order_by(r.c.created_at.desc()).limit(10)
+    assert "ix_request_log_created_at" in _plan(store, newest)
+    by_version = (
+        sa.select(r.c.id, r.c.instances)
+        .where(r.c.model_version == "1", r.c.instances > 0)
+        .order_by(r.c.created_at.desc())
+        .limit(10)
     )
-    by_version = labelled.where(p.c.model_version == "1")
-    assert "ix_predictions_created_at" in _plan(store, newest)
-    plan = _plan(store, by_version.order_by(p.c.created_at.desc()).limit(10))
-    assert "ix_predictions_labelled" in plan
+    assert "ix_request_log_model_version_created_at" in _plan(store, by_version)
+    labelled = sa.select(f.c.output, f.c.actual).where(f.c.output.is_not(None))
+    plan = _plan(
+        store, labelled.where(f.c.model_version == "1").order_by(f.c.created_at.desc()).limit(10)
+    )
+    assert "ix_prediction_feedback_labelled" in plan
     assert "SORT" not in plan.upper().replace("ORDER BY", "")
-    plan = _plan(store, labelled.order_by(p.c.created_at.desc()).limit(10))
-    assert "ix_predictions_labelled_created_at" in plan
+    plan = _plan(store, labelled.order_by(f.c.created_at.desc()).limit(10))
+    assert "ix_prediction_feedback_labelled_created_at" in plan
+    shadows = sa.select(r.c.id).where(r.c.shadow_of.in_(["a", "a.0"]))
+    assert "ix_request_log_shadow_of" in _plan(store, shadows)
 
 
 def test_store_methods_survive_many_threads(store: RecordStore) -> None:
@@ -322,12 +373,12 @@ def test_feedback_reaches_the_shadows_of_a_prediction(store: RecordStore) -> Non
         for record in served[:2]
     ]
     store.write_batch([*served, *shadows])
-    store.add_feedback(served[0].id, 4.0)
-    assert stored_row(store, served[0].id)["actual"] == 4.0
-    assert stored_row(store, shadows[0].id)["actual"] == 4.0
-    assert stored_row(store, shadows[1].id)["actual"] is None
+    store.add_feedback(first_id(served[0]), 4.0)
+    assert stored_row(store, first_id(served[0]))["actual"] == 4.0
+    assert stored_row(store, first_id(shadows[0]))["actual"] == 4.0
+    assert stored_row(store, first_id(shadows[1]))["actual"] is None
     assert store.labelled("2", 10) == [(2.5, 4.0)]
-    assert stored_row(store, shadows[0].id)["shadow_of"] == served[0].id
+    assert stored_row(store, first_id(shadows[0]))["shadow_of"] == first_id(served[0])
 
 
 def test_shadow_predictions_are_not_counted_as_requests(store: RecordStore) -> None:
@@ -344,11 +395,68 @@ def test_coverage_counts_the_newest_predictions_of_a_version(store: RecordStore)
     old = new_records(5, start=start)
     new = new_records(4, start=start + timedelta(seconds=1))
     other = new_records(3, start=start + timedelta(seconds=2), model_version="2")
-    failed = new_record(created_at=start + timedelta(seconds=3), output=None, status=400)
+    failed = failed_record(created_at=start + timedelta(seconds=3), status=400)
     store.write_batch([*old, *new, *other, failed])
     for record in [*old, new[0], other[0]]:
-        store.add_feedback(record.id, 1.0)
+        store.add_feedback(first_id(record), 1.0)
     assert store.coverage("1", 4) == (4, 1)
     assert store.coverage("1", 100) == (9, 6)
     assert store.coverage("2", 100) == (3, 1)
     assert store.coverage("3", 100) == (0, 0)
+
+
+def test_a_request_is_one_row_and_one_entry_per_instance(store: RecordStore) -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = [[float(i)] * 8 for i in range(3)]
+    request = new_record(3, created_at=start, inputs=rows, outputs=[1.0, 2.0, 3.0])
+    later = new_record(created_at=start + timedelta(seconds=1))
+    store.write_batch([request, later])
+    with store.engine.connect() as connection:
+        assert connection.scalar(sa.select(sa.func.count()).select_from(request_log)) == 2
+    assert store.count() == 4
+    ids = [f"{request.id}.{i}" for i in range(3)]
+    # Newest first: the later request, then the last instance first.
+    assert [e["id"] for e in store.recent(10)] == [first_id(later), *reversed(ids)]
+    assert [e["id"] for e in store.recent(2)] == [first_id(later), ids[2]]
+    entry = stored_row(store, ids[1])
+    assert entry["inputs"] == dict.fromkeys(entry["inputs"], 1.0) and entry["output"] == 2.0
+    assert entry["request_id"] == request.request_id and entry["shadow_of"] is None
+    store.add_feedback(ids[1], 2.5)
+    assert stored_row(store, ids[1])["actual"] == 2.5
+    assert stored_row(store, ids[0])["actual"] is None
+    assert store.labelled("1", 10) == [(2.0, 2.5)]
+    for unknown in (f"{request.id}.3", f"{request.id}.01", request.id, f"{later.id}.1"):
+        with pytest.raises(UnknownPredictionError):
+            store.add_feedback(unknown, 1.0)
+
+
+def test_summary_and_coverage_count_instances(store: RecordStore) -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    big = new_record(4, created_at=start, latency_ms=10.0)
+    small = new_record(created_at=start + timedelta(seconds=1), latency_ms=1.0)
+    refused = failed_record(created_at=start + timedelta(seconds=2), latency_ms=5.0)
+    store.write_batch([big, small, refused])
+    summary = store.summary()
+    assert (summary["total"], summary["ok"], summary["errors"]) == (6, 5, 1)
+    # Each instance waited for its request: 10 ms counts four times.
+    assert summary["latency_window"] == 6
+    assert summary["latency_ms"]["p50"] == pytest.approx(10.0)
+    assert store.summary(latency_window=3)["latency_ms"]["p99"] == pytest.approx(9.9)
+    store.add_feedback(f"{big.id}.3", 1.0)  # the newest instance of `big`
+    store.add_feedback(f"{big.id}.0", 1.0)  # the oldest
+    assert store.coverage("1", 2) == (2, 1)  # `small`, and big.3
+    assert store.coverage("1", 5) == (5, 2)
+    assert store.coverage("1", 100) == (5, 2)
+
+
+def test_feedback_reaches_the_same_instance_of_a_shadow_request(store: RecordStore) -> None:
+    served = new_record(3, outputs=[1.0, 2.0, 3.0])
+    shadow = new_record(3, model_version="2", shadow_of=served.id, outputs=[1.5, 2.5, 3.5])
+    store.write_batch([served, shadow])
+    store.add_feedback(f"{served.id}.2", 3.2)
+    assert store.labelled("1", 10) == [(3.0, 3.2)]
+    assert store.labelled("2", 10) == [(3.5, 3.2)]
+    entry = stored_row(store, f"{shadow.id}.2")
+    assert entry["actual"] == 3.2 and entry["shadow_of"] == f"{served.id}.2"
+    assert stored_row(store, f"{shadow.id}.1")["actual"] is None
+    assert store.summary()["total"] == 3

@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from housing.servingdb import PredictionRecord, RecordStore
+from housing.servingdb import RecordStore, RequestRecord
 from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, SpillQueue, encode
 from model_server.records.writer import RecordWriter
 from tests.support.records import (
     FakeStore,
     WriterFactory,
+    failed_record,
     new_record,
     new_records,
     spill_segments,
@@ -24,7 +26,7 @@ from tests.support.records import (
 )
 
 
-def ids(records: list[PredictionRecord]) -> list[str]:
+def ids(records: list[RequestRecord]) -> list[str]:
     return [record.id for record in records]
 
 
@@ -59,7 +61,7 @@ def test_a_partial_batch_goes_out_after_flush_interval(
 
 
 def test_submit_never_raises(fake_store: FakeStore, make_writer: WriterFactory) -> None:
-    def broken() -> Iterator[PredictionRecord]:
+    def broken() -> Iterator[RequestRecord]:
         yield new_record()
         raise RuntimeError("a generator that breaks half way")
 
@@ -135,7 +137,7 @@ def test_overflow_spills_to_disk_and_replays_in_order(
 
 
 def stopped_in_an_outage(
-    make_writer: WriterFactory, records: list[PredictionRecord], **options: Any
+    make_writer: WriterFactory, records: list[RequestRecord], **options: Any
 ) -> RecordWriter:
     """A writer given `records` while its database is down, stopped before it comes back."""
     down = FakeStore()
@@ -331,3 +333,75 @@ def test_concurrent_submitters_lose_nothing_on_a_real_database(
         assert store.count() == threads * per_thread
         assert writer.written_total == threads * per_thread
         assert writer.failed_batches_total == 0 and writer.backlog == 0
+
+
+def test_the_buffer_and_the_counters_are_measured_in_predictions(
+    fake_store: FakeStore, make_writer: WriterFactory
+) -> None:
+    """A record is a request: a 4-instance request takes the room of 4 predictions."""
+    writer = make_writer(fake_store, max_buffer=10, batch_size=6)
+    requests = [new_record(4) for _ in range(3)]
+    writer.submit(requests)  # 12 predictions: the oldest request does not fit
+    assert writer.dropped_total == 4 and writer.backlog == 8
+    failed = failed_record()
+    writer.submit([failed])  # a failed request counts one
+    writer.start()
+    assert writer.flush(5)
+    assert fake_store.ids == ids([*requests[1:], failed])
+    assert writer.written_total == 9 and writer.backlog == 0
+    assert fake_store.batch_sizes == [2, 1]  # 8 predictions, then 1: batches of ~6
+
+
+def test_spilled_requests_count_their_predictions_across_a_restart(
+    fake_store: FakeStore, make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    fake_store.down = True
+    writer = make_writer(fake_store, max_buffer=20, spill_dir=tmp_path)
+    writer.start()
+    requests = [new_record(5) for _ in range(8)]
+    writer.submit(requests)
+    wait_until(lambda: writer.spilled > 0)
+    writer.stop(timeout=0.5)
+    assert writer.dropped_total == 0 and writer.spilled_total > 0
+    fake_store.down = False
+    again = make_writer(fake_store, spill_dir=tmp_path)
+    again.start()  # replays the spill files: 40 predictions in 8 records
+    assert again.flush(5)
+    assert fake_store.ids == ids(requests) and again.written_total == 40
+
+
+def test_spill_files_from_before_the_request_log_are_replayed(
+    make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    """A line of the old format (one prediction) becomes a one-instance request, and the
+    prediction id the client got for it still takes feedback, reaching its shadow."""
+    served_id, shadow_id = str(uuid.uuid4()), str(uuid.uuid4())
+    old = {
+        "id": served_id,
+        "request_id": "r",
+        "created_at": "2026-12-01T10:00:00+00:00",
+        "model_name": "california-housing",
+        "model_version": "1",
+        "protocol": "v1",
+        "inputs": {"MedInc": 8.3, "HouseAge": 41.0},
+        "output": 4.5,
+        "latency_ms": 2.0,
+        "status": 200,
+        "error": None,
+    }  # no shadow_of: the oldest spill files lack it
+    shadow = old | {"id": shadow_id, "model_version": "2", "output": 4.0, "shadow_of": served_id}
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    lines = "".join(json.dumps(line) + "\n" for line in (old, shadow))
+    (spill / f"{FIRST_SEQ:020d}{SUFFIX}").write_text(lines)
+    with RecordStore(f"sqlite:///{tmp_path / 'records.db'}") as store:
+        store.migrate()
+        writer = make_writer(store, spill_dir=spill)
+        writer.start()
+        assert writer.flush(5) and writer.rejected_total == 0
+        store.add_feedback(served_id, 4.25)
+        assert store.labelled("1", 10) == [(4.5, 4.25)]
+        assert store.labelled("2", 10) == [(4.0, 4.25)]
+        [entry] = [e for e in store.recent(10) if e["model_version"] == "1"]
+        assert entry["inputs"] == {"MedInc": 8.3, "HouseAge": 41.0} and entry["actual"] == 4.25
+        writer.stop()
