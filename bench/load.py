@@ -23,7 +23,7 @@ $TMPDIR/bench-serving-registry, trained there if it has no @champion):
    own wake-up, ~25% more CPU than at the peak, and on a busy machine 80% of the peak became
    more than the core (bench/README.md);
 4. stops the server gracefully (SIGTERM; it flushes its log) and counts the rows of the
-   prediction log against the successful predictions of the whole run (one row each).
+   prediction log against the successful requests of the whole run (one row per request).
 
 Prints one table (backend, peak req/s, target rate, achieved req/s, p50/p99 ms of the hold,
 errors, successes, logged rows, the largest log backlog seen on /metrics), the server's CPU per
@@ -127,8 +127,8 @@ def postgres_database() -> Any:
 
 
 def logged_rows(backend: str, where: str) -> tuple[int, int]:
-    """(rows with status 200, all rows) of the prediction log."""
-    query = "SELECT count(*) FILTER (WHERE status = 200), count(*) FROM predictions"
+    """(rows with status 200, all rows) of the prediction log: one row per request."""
+    query = "SELECT count(*) FILTER (WHERE status = 200), count(*) FROM request_log"
     if backend == "sqlite":
         with contextlib.closing(sqlite3.connect(where)) as db:
             ok, total = db.execute(query).fetchone()

@@ -568,7 +568,10 @@ def logged_rows(server: Server) -> dict[str, Any]:
     whether the log kept up with the load or dropped records."""
     url = server.env["MODEL_SERVER_DATABASE_URL"]
     with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
-        (stored,) = db.execute("SELECT count(*) FROM predictions WHERE status = 200").fetchone()
+        # One row per request; its instances are the predictions it logged.
+        (stored,) = db.execute(
+            "SELECT coalesce(sum(instances), 0) FROM request_log WHERE status = 200"
+        ).fetchone()
     served = server.extra.get("rows_predicted", 0)
     return {"rows_served": served, "rows_logged": stored, "rows_lost": served - stored}
 
@@ -841,7 +844,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--whatif",
         default="freeze,inline",
-        help="patches of bench/what_if.py for the ours-whatif server (freeze,inline,rawlog)",
+        help="patches of bench/what_if.py for the ours-whatif server (freeze,inline,nice,uvloop)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args(argv)

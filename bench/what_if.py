@@ -5,12 +5,11 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
 - freeze: gc.freeze() after each published version (no more full collections of the
   ~420,000 objects that imports and the model leave behind: 250-400 ms pauses);
 - inline: v1 requests of at most 8 instances run on the event loop, not via the thread pool;
-- rawlog: RecordStore.write_batch through the DB-API's executemany with orjson-encoded inputs;
 - nice: the log writer and the signals thread at nice 10 (the event loop first on a busy core);
 - uvloop: the server's event loop from uvloop instead of asyncio's.
 
-It patches private parts of model_server (HousingModel.predict/_infer/publish,
-RecordStore.write_batch) and may need updating when they change.
+It patches private parts of model_server (HousingModel.predict/_infer/publish, the log
+writer and signals threads) and may need updating when they change.
 """
 
 from __future__ import annotations
@@ -21,16 +20,9 @@ import runpy
 import sys
 from typing import Any
 
-import orjson
-
-from housing.servingdb.store import RecordStore
 from model_server.model import HousingModel
 
 INLINE_MAX_INSTANCES = 8
-INSERT = (
-    "INSERT OR IGNORE INTO predictions (id, request_id, created_at, model_name, model_version,"
-    " protocol, inputs, output, latency_ms, status, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
 
 
 def patch_freeze() -> None:
@@ -61,30 +53,6 @@ def patch_inline() -> None:
         return await predict(self, job, *args, **kwargs)
 
     HousingModel.predict = inline_predict
-
-
-def patch_rawlog() -> None:
-    def write_batch(self: RecordStore, records: Any) -> None:
-        rows = [
-            (
-                r.id,
-                r.request_id,
-                r.created_at.replace(tzinfo=None).isoformat(sep=" "),
-                r.model_name,
-                r.model_version,
-                r.protocol,
-                None if r.inputs is None else orjson.dumps(r.inputs).decode(),
-                r.output,
-                r.latency_ms,
-                r.status,
-                r.error,
-            )
-            for r in records
-        ]
-        with self.engine.begin() as connection:
-            connection.connection.driver_connection.executemany(INSERT, rows)
-
-    RecordStore.write_batch = write_batch
 
 
 def patch_nice() -> None:
@@ -119,7 +87,6 @@ def patch_uvloop() -> None:
 PATCHES = {
     "freeze": patch_freeze,
     "inline": patch_inline,
-    "rawlog": patch_rawlog,
     "nice": patch_nice,
     "uvloop": patch_uvloop,
 }
