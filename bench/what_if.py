@@ -5,7 +5,8 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
 - freeze: gc.freeze() after each published version (no more full collections of the
   ~420,000 objects that imports and the model leave behind: 250-400 ms pauses);
 - inline: v1 requests of at most 8 instances run on the event loop, not via the thread pool;
-- nice: the log writer and the signals thread at nice 10 (the event loop first on a busy core);
+- nice: the log writer at nice 10, as the signals thread is (measured 2026-12-04: starved under
+  saturation, the log fell 350,000 predictions behind in 8 s of 100-row requests);
 - uvloop: the server's event loop from uvloop instead of asyncio's.
 
 It patches private parts of model_server (HousingModel.predict/_infer/publish, the log
@@ -59,7 +60,6 @@ def patch_nice() -> None:
     import threading
 
     from model_server.records.writer import RecordWriter
-    from model_server.signals import SignalsMonitor
 
     def niced(run: Any) -> Any:
         def wrapper(self: Any) -> None:
@@ -69,7 +69,6 @@ def patch_nice() -> None:
         return wrapper
 
     RecordWriter._run_writer = niced(RecordWriter._run_writer)
-    SignalsMonitor._run = niced(SignalsMonitor._run)
 
 
 def patch_uvloop() -> None:

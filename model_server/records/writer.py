@@ -27,7 +27,6 @@ from sqlalchemy import exc
 
 from housing.servingdb.errors import StoreUnavailableError, connection_failed
 from housing.servingdb.models import RequestRecord, record_to_json, record_weight
-from model_server.priority import lower_current_thread
 from model_server.records.spill import Segment, SpillQueue
 
 log = logging.getLogger(__name__)
@@ -264,7 +263,6 @@ class RecordWriter:
     # -- the writer thread ------------------------------------------------------------
 
     def _run_writer(self) -> None:
-        lower_current_thread()  # the database waits for the request path, not the reverse
         while True:
             try:
                 work = self._next_work()

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from housing.servingdb import RecordStore, RequestRecord
-from model_server.priority import BACKGROUND_NICE, thread_nice
 from model_server.records.spill import FIRST_SEQ, REJECTED, SUFFIX, SpillQueue, encode
 from model_server.records.writer import RecordWriter
 from tests.support.records import (
@@ -406,14 +405,3 @@ def test_spill_files_from_before_the_request_log_are_replayed(
         [entry] = [e for e in store.recent(10) if e["model_version"] == "1"]
         assert entry["inputs"] == {"MedInc": 8.3, "HouseAge": 41.0} and entry["actual"] == 4.25
         writer.stop()
-
-
-def test_the_writer_thread_runs_niced(fake_store: FakeStore, make_writer: WriterFactory) -> None:
-    """The database write waits for the request path (model_server/priority.py)."""
-    writer = make_writer(fake_store)
-    writer.start()
-    thread = writer._writer
-    assert thread is not None and thread.native_id is not None
-    main = thread_nice(threading.get_native_id())
-    wait_until(lambda: thread_nice(thread.native_id) == min(main + BACKGROUND_NICE, 19))
-    assert thread_nice(threading.get_native_id()) == main
