@@ -257,3 +257,20 @@ def test_the_compile_child_is_gone_after_stop(
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(pid)
+
+
+def test_a_server_with_the_setting_off_keeps_onnx(
+    trained_registry: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    workdir = tmp_path_factory.mktemp("trees-off")
+    server = start_server(workdir, trained_registry.tracking_uri, compiled_trees="false")
+    try:
+        server.wait_ready()
+        body = health(server)
+        assert body["backend"] == "onnxruntime"
+        assert body["compiled_refused"] == "turned off (MODEL_SERVER_COMPILED_TREES=false)"
+        response = server.post(f"/v1/models/{MODEL}:predict", json={"instances": [ROWS[0]]})
+        assert response.status_code == 200, response.text
+        assert "compiling the trees" not in server.log()
+    finally:
+        assert server.stop() == 0
