@@ -72,7 +72,8 @@ class GeoFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(f"expected [rows, {len(FEATURES)}] features, got {x32.shape}")
         cos, sin, city_lat, city_lon = _constants()
         lat, lon = x32[:, _LAT : _LAT + 1], x32[:, _LON : _LON + 1]
-        # Mirrored node by node in _geo_graph: change both or neither.
+        # Mirrored node by node in _geo_graph and model_server/compiled_trees.geo_row (one row,
+        # without numpy): change all three or none.
         rotated = lon * cos + lat * sin
         dlat = lat - city_lat
         dlon = lon * _LON_SCALE - city_lon

@@ -57,6 +57,10 @@ class LoadedModel:
     onnx_refused: str | None
     loaded_at: datetime
     load_seconds: float
+    # Why compiled trees (model_server/compiled_trees.py) do not serve it, once known.
+    compiled_refused: str | None = None
+    # The rows every backend of this version is verified on (verification_sample).
+    sample: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def version(self) -> str:
@@ -112,6 +116,7 @@ def read_version(ref: ModelRef, path: Path) -> LoadedModel:
         onnx_refused=refused,
         loaded_at=datetime.now(UTC),
         load_seconds=time.perf_counter() - started,
+        sample=sample,
     )
 
 

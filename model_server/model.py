@@ -193,6 +193,24 @@ class HousingModel(Model):
             loaded.backend,
         )
 
+    def upgrade(self, old: LoadedModel, new: LoadedModel) -> bool:
+        """Serve `new` (the same version with another backend, or a note on it) wherever `old`
+        is served; False if `old` is no longer served. Requests that already took `old` finish
+        with it: a request never mixes two backends."""
+        with self._publishing:
+            served = self._served
+            champion = new if served.champion is old else served.champion
+            challenger = new if served.challenger is old else served.challenger
+            if champion is served.champion and challenger is served.challenger:
+                return False
+            self._served = Served(champion=champion, challenger=challenger)
+        if champion is new:
+            self._metrics.model_swapped(new.version, new.ref.run_id, new.backend)
+        if challenger is new:
+            self._metrics.challenger_swapped(new.version, new.ref.run_id, new.backend, self.mode)
+        log.info("version %s of %s: backend %s", new.version, self.name, new.backend)
+        return True
+
     def publish_challenger(self, loaded: LoadedModel) -> None:
         """Use `loaded` as the challenger from now on (the challenger watcher's thread)."""
         with self._publishing:

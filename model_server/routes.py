@@ -53,8 +53,14 @@ class Health(BaseModel):
     model_name: str
     model_version: str | None
     run_id: str | None
-    backend: str | None = Field(description="onnxruntime, or sklearn when ONNX was refused")
+    backend: str | None = Field(
+        description="lleaves (compiled trees), onnxruntime, or sklearn when ONNX was refused"
+    )
     onnx_refused: str | None = Field(description="why the ONNX backend is not used, if not")
+    compiled_refused: str | None = Field(
+        description="why compiled trees do not serve this version, if they do not (null while "
+        "they compile, with backend onnxruntime)"
+    )
     loaded_at: datetime | None
     uptime_seconds: float
     registry_error: str | None = Field(description="last problem reaching the model registry")
@@ -94,6 +100,7 @@ def ops_router(ctx: OpsContext) -> APIRouter:
             run_id=loaded.ref.run_id if loaded else None,
             backend=loaded.backend if loaded else None,
             onnx_refused=loaded.onnx_refused if loaded else None,
+            compiled_refused=loaded.compiled_refused if loaded else None,
             loaded_at=loaded.loaded_at if loaded else None,
             uptime_seconds=ctx.uptime(),
             registry_error=ctx.watcher.last_error,

@@ -41,6 +41,7 @@ from housing.servingdb.retrain import RetrainStore
 from model_server import docs_page, openapi
 from model_server.accounting import REQUEST_STARTED, Accountant
 from model_server.auth import REFUSAL_KINDS, AccessControl, document_access
+from model_server.compiled_trees import CompiledTrees
 from model_server.errors import (
     BadRequestError,
     ErrorHandler,
@@ -291,9 +292,16 @@ class App:
             canary_percent=settings.canary_percent,
             windows=self.windows,
         )
+        # Publishes the champion (ONNX), then swaps in its compiled trees once verified.
+        self.trees = CompiledTrees(
+            self.model.publish,
+            self.model.upgrade,
+            enabled=settings.compiled_trees,
+            cache_dir=settings.compiled_trees_dir,
+        )
         self.watcher = ModelWatcher(
             RegistryLoader(settings.tracking_uri, settings.model_uri),
-            publish=self.model.publish,
+            publish=self.trees.publish,
             served_version=lambda: self.model.served_version,
             metrics=self.metrics,
             poll_interval=settings.poll_interval_seconds,
@@ -392,6 +400,7 @@ class App:
         self.watcher.halt()
         if self.challenger_watcher is not None:
             self.challenger_watcher.halt()
+        self.trees.halt()  # kills the compile child: a shutdown does not wait for it
 
     def run(self) -> None:
         self.store.migrate()
@@ -407,6 +416,7 @@ class App:
         finally:
             self.signals.stop()
             self.watcher.stop()
+            self.trees.stop()
             if self.challenger_watcher is not None:
                 self.challenger_watcher.stop()
             self.executor.shutdown(wait=True)

@@ -11,12 +11,35 @@ process), so that `pytest -m "not slow"` is the fast suite.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from types import CodeType
 
 import pytest
 
 from tests.support.pipeline import TrainedRegistry, run_pipeline
+from tests.support.server import COMPILED_TREES_ENV
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One compiled-trees cache for the whole run, shared by every test server and by the xdist
+    # workers (they inherit this environment): the champion compiles once, not once a server.
+    if hasattr(config, "workerinput") or COMPILED_TREES_ENV in os.environ:
+        return
+    folder = tempfile.mkdtemp(prefix="compiled-trees-")
+    os.environ[COMPILED_TREES_ENV] = folder
+    config.stash[_TREES_DIR] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_TREES_DIR, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_TREES_DIR = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,10 @@ TESTDATA = REPO / "tests" / "testdata" / "model_server"
 MODEL = "california-housing"
 # The shared server accepts this many instances per request (the default is 1000).
 MAX_INSTANCES = 2000
+# The compiled-trees cache of every test server (tests/conftest.py sets it for the run).
+COMPILED_TREES_ENV = "TESTS_COMPILED_TREES_DIR"
+# The shared server's backend: ONNX when ready, the compiled trees once they are verified.
+SWAPPING_BACKENDS = frozenset({"onnxruntime", "lleaves"})
 # Two real block groups (the first rows of the input example family).
 ROWS = (
     (8.3252, 41.0, 6.984127, 1.02381, 322.0, 2.555556, 37.88, -122.23),
@@ -170,6 +174,8 @@ def start_server(
             "PYTHONPATH": str(REPO),
         }
     )
+    if COMPILED_TREES_ENV in os.environ:
+        env["MODEL_SERVER_COMPILED_TREES_DIR"] = os.environ[COMPILED_TREES_ENV]
     env.update({f"MODEL_SERVER_{k.upper()}": v for k, v in settings.items()})
     env.update(env_extra or {})
     log_path = workdir / "server.log"
