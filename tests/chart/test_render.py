@@ -239,6 +239,38 @@ def test_the_spill_limit_is_90_percent_of_the_spill_volume(tools, size: str, lim
     assert mounts["prediction-spill"] == env["MODEL_SERVER_SPILL_DIR"]
 
 
+def test_compiled_trees_are_off_unless_asked_and_then_cached_in_an_emptydir(tools) -> None:
+    """The compile needs more memory than the default limit: opt-in, with its own volume."""
+    docs = render("helm4")
+    c = predictor_container(docs)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MODEL_SERVER_COMPILED_TREES"] == "false"
+    assert "MODEL_SERVER_COMPILED_TREES_DIR" not in env
+    assert "compiled-trees" not in {m["name"] for m in c["volumeMounts"]}
+    for mode in ("true", "false"):
+        docs = render(
+            "helm4",
+            None,
+            (
+                "predictor.compiledTrees.enabled=true",
+                "predictor.compiledTrees.sizeLimit=32Mi",
+                f"kserve.enabled={mode}",
+            ),
+        )
+        c = predictor_container(docs)
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["MODEL_SERVER_COMPILED_TREES"] == "true"
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["compiled-trees"] == env["MODEL_SERVER_COMPILED_TREES_DIR"]
+        workload = (
+            find(docs, "InferenceService")
+            if mode == "true"
+            else find(docs, "Deployment", "-predictor")
+        )[0]
+        volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+        assert volumes["compiled-trees"]["emptyDir"]["sizeLimit"] == "32Mi"
+
+
 def test_kserve_mode_is_explicit_and_container_is_custom(tools) -> None:
     docs = render("helm4")
     isvc = find(docs, "InferenceService")[0]

@@ -362,6 +362,12 @@ env:
     value: {{ include "california-housing.spillDir" . | quote }}
   - name: MODEL_SERVER_SPILL_MAX_BYTES
     value: {{ include "california-housing.spillMaxBytes" . | quote }}
+  - name: MODEL_SERVER_COMPILED_TREES
+    value: {{ $p.compiledTrees.enabled | quote }}
+{{- if $p.compiledTrees.enabled }}
+  - name: MODEL_SERVER_COMPILED_TREES_DIR
+    value: {{ include "california-housing.compiledTreesDir" . | quote }}
+{{- end }}
   {{- include "california-housing.databaseUrlEnv" (dict "root" . "env" "MODEL_SERVER_DATABASE_URL" "database" "serving") | trim | nindent 2 }}
 {{- if $v.retrain.trigger.enabled }}
   - name: MODEL_SERVER_RETRAIN_LAUNCHER
@@ -408,6 +414,10 @@ volumeMounts:
     mountPath: /tmp
   - name: prediction-spill
     mountPath: {{ include "california-housing.spillDir" . }}
+{{- if $p.compiledTrees.enabled }}
+  - name: compiled-trees
+    mountPath: {{ include "california-housing.compiledTreesDir" . }}
+{{- end }}
 {{- if $v.auth.enabled }}
   - name: api-keys
     mountPath: {{ include "california-housing.apiKeysDir" . }}
@@ -416,6 +426,11 @@ volumeMounts:
 {{- with $p.extraVolumeMounts }}
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* The compiled-trees cache of the predictor: the emptyDir compiled-trees. */}}
+{{- define "california-housing.compiledTreesDir" -}}
+/var/cache/model-server/compiled-trees
 {{- end }}
 
 {{/* The prediction log's spill folder: the emptyDir prediction-spill. */}}
@@ -471,6 +486,11 @@ log's spill folder and, with auth, the API keys. */}}
 - name: prediction-spill
   emptyDir:
     sizeLimit: {{ .Values.predictor.predictionSpill.sizeLimit }}
+{{- if .Values.predictor.compiledTrees.enabled }}
+- name: compiled-trees
+  emptyDir:
+    sizeLimit: {{ .Values.predictor.compiledTrees.sizeLimit }}
+{{- end }}
 {{- if .Values.auth.enabled }}
 {{ include "california-housing.apiKeysVolume" (dict "root" . "entries" (list "user" "admin")) }}
 {{- end }}
