@@ -164,6 +164,7 @@ def run_backend(
         "MODEL_SERVER_DATABASE_URL": url,
         "MODEL_SERVER_SPILL_DIR": str(work / f"spill-{backend}"),
         "MODEL_SERVER_MODEL_URI": serving.MODEL_URI,
+        "MODEL_SERVER_COMPILED_TREES_DIR": str(args.registry / "compiled-trees"),
     }
     command = ["taskset", "-c", args.server_core, sys.executable, "-m", "model_server"]
     server = serving.Server(
@@ -175,6 +176,8 @@ def run_backend(
     process = server.process
     assert process is not None
     try:
+        health = serving.settled_backend(server, args.ready_timeout)
+        result["backend_in_use"] = health.get("backend")
         status, _ = serving.http("POST", server.base + PREDICT, check_body)
         if status != 200:
             raise RuntimeError(f"the check request answered {status}")

@@ -205,7 +205,11 @@ class Server:
 
 
 def servers(
-    tracking_uri: str, work: Path, server_core: str, whatif: str = "freeze,inline"
+    tracking_uri: str,
+    work: Path,
+    server_core: str,
+    whatif: str = "freeze,inline",
+    compiled_trees: Path | None = None,
 ) -> list[Server]:
     """The three servers compared, then optional diagnostics (named in --servers only)."""
     env = base_env() | {
@@ -224,6 +228,8 @@ def servers(
             "MODEL_SERVER_DATABASE_URL": f"sqlite:///{work / name}.db",
             "MODEL_SERVER_MODEL_URI": MODEL_URI,
         }
+        if compiled_trees is not None:  # compiled once per registry, loaded by later runs
+            settings["MODEL_SERVER_COMPILED_TREES_DIR"] = str(compiled_trees)
         command = [*pin, py, "-m", "model_server"]
         return Server(
             name, describe, command, env | settings | extra_env, port, v1_ready, v1_predict, "v1"
@@ -586,6 +592,21 @@ def rows_predicted(server: Server) -> int:
     return int(total)
 
 
+def settled_backend(server: Server, timeout: float) -> dict[str, Any]:
+    """/health once the backend is final: the compiled trees swapped in, or refused (the
+    compile runs after readiness, on the server's core: measuring before would measure it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, content = http("GET", server.base + "/health")
+        health: dict[str, Any] = json.loads(content) if status == 200 else {}
+        if health.get("backend") == "lleaves" or health.get("compiled_refused") is not None:
+            return health
+        if time.monotonic() > deadline:
+            log(f"{server.name}: backend not settled after {timeout} s: {health.get('backend')}")
+            return health
+        time.sleep(0.5)
+
+
 def log_backlog(server: Server) -> int | None:
     status, content = http("GET", server.base + "/health")
     return json.loads(content).get("prediction_log_backlog") if status == 200 else None
@@ -633,9 +654,10 @@ def bench_server(
         "check_predictions": check,
     }
     if server.name.startswith("ours"):
-        status, content = http("GET", server.base + "/health")
-        health = json.loads(content) if status == 200 else {}
+        health = settled_backend(server, args.ready_timeout)
         result["backend"] = health.get("backend")
+        result["compiled_refused"] = health.get("compiled_refused")
+        log(f"{server.name}: backend {result['backend']} ({health.get('compiled_refused')})")
     workloads = {"single": singles, "batch": batches}
     for kind, bodies, count in (("single", singles, 1), ("batch", batches, BATCH_ROWS)):
         spy = args.pyspy if server.name.startswith("ours") else None
@@ -863,7 +885,8 @@ def main(argv: list[str]) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     wanted = args.servers.split(",")
-    known = {s.name: s for s in servers(tracking_uri, work, args.server_core, args.whatif)}
+    cache = args.registry / "compiled-trees"
+    known = {s.name: s for s in servers(tracking_uri, work, args.server_core, args.whatif, cache)}
     if unknown := set(wanted) - set(known):
         raise SystemExit(f"unknown servers {sorted(unknown)}; known: {', '.join(known)}")
     chosen = [known[name] for name in wanted]
