@@ -39,6 +39,10 @@ IDLE_LEAVES = (
 # (category, substrings of a frame), tried on each frame from the innermost outwards.
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ONNX predict (onnxruntime)", ("onnxruntime/", "OnnxPredictor.predict")),
+    (
+        "compiled trees (lleaves + geo features)",
+        ("lleaves/", "model_server/compiled_trees.py", "housing/estimator.py"),
+    ),
     ("sklearn predict", ("sklearn/", "SklearnPredictor.predict")),
     ("logging (access log lines)", ("logging/__init__.py", "kserve/logging", "timing_asgi/")),
     ("metrics (prometheus_client)", ("prometheus_client/", "model_server/metrics.py")),
