@@ -95,4 +95,10 @@ build() {
 build model-server model-server.Dockerfile "$TAG"
 build training-job training-job.Dockerfile "$TAG"
 build postgresql postgresql.Dockerfile 15
+# A rebuild leaves the previous images of the same tags dangling (~1.4 GB a build): remove
+# this project's (their final stage carries the OCI title label), or a machine that rebuilds
+# often fills its disk and the node's kubelet, under disk pressure, deletes the cluster's
+# own images (seen 2026-12-04: 45 GB of them, the pause image evicted, every pod stuck).
+docker image prune --force --filter label=org.opencontainers.image.title >/dev/null \
+  || log "could not remove the previous builds' dangling images"
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "california-housing|$BASE_IMAGE"
