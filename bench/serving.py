@@ -5,7 +5,7 @@
 
 Trains a registry into DIR (default: $TMPDIR/bench-serving-registry) or reuses the one there,
 then starts, one at a time and each pinned to one core (`taskset -c 0`), three servers of the
-same @champion (the HistGradientBoosting model), each loading it from the registry:
+same @champion (the LightGBM model), each loading it from the registry:
 
 - ours:           `python -m model_server` at its defaults (ONNX backend, validation, Prometheus
                   metrics, prediction log on SQLite, INFO logs), KServe v1;
