@@ -5,9 +5,16 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
 - freeze: gc.freeze() after each published version (no more full collections of the
   ~420,000 objects that imports and the model leave behind: 250-400 ms pauses);
 - inline: v1 requests of at most 8 instances run on the event loop, not via the thread pool;
-- nice: the log writer at nice 10, as the signals thread is (measured 2026-12-04: starved under
-  saturation, the log fell 350,000 predictions behind in 8 s of 100-row requests);
-- uvloop: the server's event loop from uvloop instead of asyncio's.
+- nice: the log writer at nice BENCH_WHATIF_NICE (10 by default, as the signals thread is;
+  at 10, measured 2026-12-04: starved under saturation, the log fell 350,000 predictions
+  behind in 8 s of 100-row requests);
+- batch: the log writer under SCHED_BATCH (its fair share of the core, but no preempting the
+  event loop when it wakes);
+- uvloop: the server's event loop from uvloop instead of asyncio's;
+- switch: the GIL's switch interval at 1 ms, not 5 (a thread holding the GIL, the log writer
+  building a batch, makes the event loop wait up to the interval: the p99 of small requests);
+- nogc: no cyclic garbage collection at all (a diagnostic of the collector's pauses only: a
+  server must not run so).
 
 It patches private parts of model_server (HousingModel.predict/_infer/publish, the log
 writer and signals threads) and may need updating when they change.
@@ -63,12 +70,28 @@ def patch_nice() -> None:
 
     def niced(run: Any) -> Any:
         def wrapper(self: Any) -> None:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            level = int(os.environ.get("BENCH_WHATIF_NICE", "10"))
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), level)
             run(self)
 
         return wrapper
 
     RecordWriter._run_writer = niced(RecordWriter._run_writer)
+
+
+def patch_batch() -> None:
+    import threading
+
+    from model_server.records.writer import RecordWriter
+
+    def batched(run: Any) -> Any:
+        def wrapper(self: Any) -> None:
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_BATCH, os.sched_param(0))
+            run(self)
+
+        return wrapper
+
+    RecordWriter._run_writer = batched(RecordWriter._run_writer)
 
 
 def patch_uvloop() -> None:
@@ -83,11 +106,22 @@ def patch_uvloop() -> None:
     asyncio.run = run
 
 
+def patch_switch() -> None:
+    sys.setswitchinterval(0.001)
+
+
+def patch_nogc() -> None:
+    gc.disable()
+
+
 PATCHES = {
     "freeze": patch_freeze,
     "inline": patch_inline,
     "nice": patch_nice,
+    "batch": patch_batch,
     "uvloop": patch_uvloop,
+    "switch": patch_switch,
+    "nogc": patch_nogc,
 }
 
 if __name__ == "__main__":
