@@ -31,8 +31,6 @@ from housing.contract import FEATURES, RAW_COLUMNS, TARGET  # noqa: E402
 from model_server.backends import build_onnx, verification_sample  # noqa: E402
 from model_server.compiled_trees import (  # noqa: E402
     CompiledTreesPredictor,
-    _geo_constants,
-    geo_row,
     geo_trees,
     load_trees,
     verify,
@@ -106,9 +104,7 @@ def main() -> None:
             trees = load_trees(model_file, object_file)
             load_s = time.perf_counter() - started
             size = object_file.stat().st_size
-        compiled = CompiledTreesPredictor(
-            features, trees, _geo_constants(), len(FEATURES) + 10, backend="lleaves"
-        )
+        compiled = CompiledTreesPredictor(features, trees, len(FEATURES) + 10, backend="lleaves")
         started = time.perf_counter()
         error = verify(compiled, features, sample, reference)
         verify_s = time.perf_counter() - started
@@ -148,13 +144,12 @@ def main() -> None:
                 cold(f, hundred, args.calls // 8),
             )
             print(f"| {name} | " + " | ".join(f"{t:.1f}" for t in times) + " |")
-        constants = _geo_constants()
         transform_1 = hot(features.transform, rows1, args.calls)
-        own_1 = hot(lambda r: geo_row(r[0].tolist(), constants), rows1, args.calls)
+        own_1 = hot(lambda r: features.transform_row(r[0].tolist()), rows1, args.calls)
         transform_100 = hot(features.transform, rows100, args.calls // 4)
         print(
             f"\nGeoFeatures alone: 1 row {transform_1:.1f} µs with numpy (transform), "
-            f"{own_1:.1f} µs without (geo_row); 100 rows {transform_100:.1f} µs (transform)"
+            f"{own_1:.1f} µs without (transform_row); 100 rows {transform_100:.1f} µs (transform)"
         )
 
 

@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,43 +76,6 @@ def geo_trees(model: Any) -> tuple[Any, Any] | None:
     return features, boost
 
 
-def _geo_constants() -> tuple[Any, ...]:
-    """GeoFeatures' constants as Python floats (exactly their float32 values), for geo_row."""
-    from housing.estimator import _LAT, _LON, _LON_SCALE, _constants
-
-    cos, sin, city_lat, city_lon = _constants()
-    lists = cos.tolist(), sin.tolist(), city_lat.tolist(), city_lon.tolist()
-    return (*lists, float(_LON_SCALE), _LAT, _LON)
-
-
-def geo_row(row: Sequence[float], constants: tuple[Any, ...]) -> list[float]:
-    """GeoFeatures.transform of one row without numpy's per-call overhead, bit for bit.
-
-    Python floats are doubles; array('f', ...) rounds each result to float32. One operation of
-    float32 operands computed in double and then rounded to float32 is the correctly rounded
-    float32 result (+, -, *, sqrt: double has more than 2 x 24 + 2 bits), so every step below
-    is the same IEEE float32 operation as numpy's. Mirrors GeoFeatures.transform step by step;
-    the loader's verification compares the two bit for bit on every sample row.
-    """
-    cos, sin, city_lat, city_lon, lon_scale, lat_at, lon_at = constants
-    x32 = array("f", row)
-    lat, lon = x32[lat_at], x32[lon_at]
-    # Each array holds one step's results (independent operations), rounded at once.
-    step1 = array(
-        "f",
-        [lon * c for c in cos]
-        + [lat * s for s in sin]
-        + [lat - c for c in city_lat]
-        + [lon * lon_scale],
-    )
-    dlat, scaled = step1[10:15], step1[15]
-    step2 = array("f", [step1[i] + step1[i + 5] for i in range(5)] + [scaled - c for c in city_lon])
-    rotated, dlon = step2[:5], step2[5:]
-    squares = array("f", [d * d for d in dlat] + [d * d for d in dlon])
-    total = array("f", [squares[i] + squares[i + 5] for i in range(5)])
-    return [*x32, *rotated, *array("f", [math.sqrt(t) for t in total])]
-
-
 # -- the predictor --------------------------------------------------------------------------
 
 
@@ -123,7 +85,6 @@ class CompiledTreesPredictor:
 
     features: Any  # fitted GeoFeatures
     trees: Any  # lleaves.Model, compiled
-    constants: tuple[Any, ...]
     width: int
     backend: str = BACKEND
 
@@ -135,7 +96,7 @@ class CompiledTreesPredictor:
 
     def predict_row(self, row: Sequence[float]) -> np.ndarray:
         # lleaves' entry point with ctypes arrays: its predict() costs numpy conversions.
-        data = (ctypes.c_double * self.width)(*geo_row(row, self.constants))
+        data = (ctypes.c_double * self.width)(*self.features.transform_row(row))
         out = (ctypes.c_double * 1)()
         self.trees._c_entry_func(data, out, 0, 1)
         return np.array([out[0]])
@@ -395,9 +356,7 @@ class CompiledTrees:
             private = work / "trees.o"
             private.write_bytes(data)
             trees = load_trees(work / "model.txt", private)
-        predictor = CompiledTreesPredictor(
-            features, trees, _geo_constants(), geo.shape[1], backend=BACKEND
-        )
+        predictor = CompiledTreesPredictor(features, trees, geo.shape[1], backend=BACKEND)
         error = verify(predictor, features, sample, reference)
         how = "compiled" if result["compiled"] else "loaded from the cache"
         return predictor, (
@@ -463,7 +422,7 @@ def verify(
     one-row features are not bit-identical to GeoFeatures.transform or an error is too large."""
     expected = features.transform(sample).view(np.uint32)
     for i, row in enumerate(sample.tolist()):
-        own = np.asarray(geo_row(row, predictor.constants), dtype=np.float32).view(np.uint32)
+        own = np.asarray(features.transform_row(row), dtype=np.float32).view(np.uint32)
         if not np.array_equal(own, expected[i]):
             raise RefusedError(f"one-row GeoFeatures differ from GeoFeatures.transform on row {i}")
     batch = _max_error(predictor.predict(sample), reference)

@@ -46,6 +46,19 @@ def test_the_geographic_features_follow_the_eight(rows: tuple[pd.DataFrame, np.n
     assert GeoFeatures().fit(la).transform(la)[0, 8 + names.index("km_to_los_angeles")] < 1e-6
 
 
+def test_one_row_transform_is_bit_identical_to_the_batch_transform(
+    rows: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    # The grid's repeated coordinates and, off the grid, any value in the domain.
+    rng = np.random.default_rng(1)
+    low = np.array([0.5, 1, 0.8, 0.3, 3, 0.7, 32.5, -124.4])
+    high = np.array([15, 52, 140, 35, 35700, 1240, 42, -114.3])
+    x = np.vstack([rows[0].to_numpy(), rng.uniform(low, high, size=(5000, len(FEATURES)))])
+    features = GeoFeatures().fit(x)
+    own = np.array([features.transform_row(row) for row in x.tolist()], dtype=np.float32)
+    np.testing.assert_array_equal(own.view(np.uint32), features.transform(x).view(np.uint32))
+
+
 def test_thresholds_become_float32_values_and_predictions_stay(
     rows: tuple[pd.DataFrame, np.ndarray],
 ) -> None:

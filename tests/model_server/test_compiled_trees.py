@@ -16,14 +16,11 @@ import pytest
 from lightgbm import LGBMRegressor
 
 from housing.contract import FEATURES
-from housing.estimator import GeoFeatures
 from model_server.backends import build_onnx, verification_sample
 from model_server.compiled_trees import (
     COMPILED_TOLERANCE,
     CompiledTrees,
-    _geo_constants,
     cache_key,
-    geo_row,
     load_trees,
 )
 from model_server.loader import LoadedModel, ModelRef
@@ -47,14 +44,6 @@ def domain_rows(n: int, seed: int = 1) -> np.ndarray:
     x = rng.uniform(low, high, size=(n, len(FEATURES)))
     x[:, 3] = np.minimum(x[:, 3], x[:, 2])  # the contract: AveBedrms <= AveRooms
     return x
-
-
-def test_one_row_geo_features_are_bit_identical_to_the_transform() -> None:
-    x = np.vstack([domain_rows(5000), np.array(ROWS)])
-    expected = GeoFeatures().fit(x).transform(x).view(np.uint32)
-    constants = _geo_constants()
-    own = np.array([geo_row(row, constants) for row in x.tolist()], dtype=np.float32)
-    np.testing.assert_array_equal(own.view(np.uint32), expected)
 
 
 # -- the manager in this process, on the session's LightGBM champion -----------------------
