@@ -27,6 +27,7 @@ from sqlalchemy import exc
 
 from housing.servingdb.errors import StoreUnavailableError, connection_failed
 from housing.servingdb.models import RequestRecord, record_to_json, record_weight
+from model_server.priority import WRITER_NICE, lower_current_thread
 from model_server.records.spill import Segment, SpillQueue
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,7 @@ class RecordWriter:
     # -- the writer thread ------------------------------------------------------------
 
     def _run_writer(self) -> None:
+        lower_current_thread(WRITER_NICE)  # the event loop first; the writer keeps up
         while True:
             try:
                 work = self._next_work()

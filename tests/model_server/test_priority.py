@@ -6,7 +6,8 @@ import threading
 import time
 from typing import Any
 
-from model_server.priority import BACKGROUND_NICE, lower_current_thread, thread_nice
+from model_server.priority import BACKGROUND_NICE, WRITER_NICE, lower_current_thread, thread_nice
+from model_server.records.writer import RecordWriter
 from model_server.signals import InputWindows, SignalsMonitor
 
 
@@ -34,6 +35,15 @@ def test_a_lowered_thread_is_niced_and_the_others_are_not() -> None:
         thread.join()
 
 
+def _wait_for_nice(tid: int, name: str) -> int:
+    """The thread's nice value once it differs from this thread's."""
+    deadline = time.monotonic() + 10
+    while thread_nice(tid) == thread_nice(threading.get_native_id()):
+        assert time.monotonic() < deadline, f"the {name} thread was never niced"
+        time.sleep(0.01)
+    return thread_nice(tid)
+
+
 class _Unreadable:
     """A store that cannot be read: the monitor logs it and keeps going."""
 
@@ -55,10 +65,22 @@ def test_the_signals_thread_runs_niced() -> None:
     try:
         thread = monitor._thread
         assert thread is not None and thread.native_id is not None
-        deadline = time.monotonic() + 10
-        while thread_nice(thread.native_id) == thread_nice(threading.get_native_id()):
-            assert time.monotonic() < deadline, "the signals thread was never niced"
-            time.sleep(0.01)
-        assert thread_nice(thread.native_id) >= BACKGROUND_NICE
+        before = thread_nice(threading.get_native_id())
+        niced = _wait_for_nice(thread.native_id, "signals")
+        assert niced == min(before + BACKGROUND_NICE, 19)
     finally:
         monitor.stop()
+
+
+def test_the_log_writer_runs_less_niced_than_the_signals() -> None:
+    # It must keep up with the request path: niced, but less than the signals thread.
+    assert 0 < WRITER_NICE < BACKGROUND_NICE
+    writer = RecordWriter(_Unreadable())  # type: ignore[arg-type]
+    writer.start()
+    try:
+        thread = writer._writer
+        assert thread is not None and thread.native_id is not None
+        before = thread_nice(threading.get_native_id())
+        assert _wait_for_nice(thread.native_id, "records-writer") == min(before + WRITER_NICE, 19)
+    finally:
+        writer.stop(timeout=1.0)
