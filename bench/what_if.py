@@ -5,9 +5,9 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
 - freeze: gc.freeze() after each published version (no more full collections of the
   ~420,000 objects that imports and the model leave behind: 250-400 ms pauses);
 - inline: v1 requests of at most 8 instances run on the event loop, not via the thread pool;
-- nice: the log writer at nice BENCH_WHATIF_NICE (10 by default, as the signals thread is;
-  at 10, measured 2026-12-04: starved under saturation, the log fell 350,000 predictions
-  behind in 8 s of 100-row requests);
+- nice: the log writer at nice BENCH_WHATIF_NICE, not WRITER_NICE (5): 10 by default, as the
+  signals thread (measured 2026-12-04: starved under saturation, the log fell 350,000
+  predictions behind in 8 s of 100-row requests);
 - batch: the log writer under SCHED_BATCH (its fair share of the core, but no preempting the
   event loop when it wakes);
 - uvloop: the server's event loop from uvloop instead of asyncio's;
@@ -64,19 +64,9 @@ def patch_inline() -> None:
 
 
 def patch_nice() -> None:
-    import threading
+    from model_server.records import writer
 
-    from model_server.records.writer import RecordWriter
-
-    def niced(run: Any) -> Any:
-        def wrapper(self: Any) -> None:
-            level = int(os.environ.get("BENCH_WHATIF_NICE", "10"))
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), level)
-            run(self)
-
-        return wrapper
-
-    RecordWriter._run_writer = niced(RecordWriter._run_writer)
+    writer.WRITER_NICE = int(os.environ.get("BENCH_WHATIF_NICE", "10"))
 
 
 def patch_batch() -> None:
