@@ -48,7 +48,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("metrics (prometheus_client)", ("prometheus_client/", "model_server/metrics.py")),
     (
         "records + ids (accounting, writer.submit)",
-        ("model_server/accounting.py", "model_server/records/", "new_ids"),
+        ("model_server/accounting.py", "model_server/records/", "model_server/ids.py"),
     ),
     ("our middleware / error wiring", ("model_server/middleware.py", "protocol_of ")),
     ("validation (v1_features, ranges)", ("model_server/protocol.py", "model_server/validation")),

@@ -9,7 +9,6 @@ database.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import numpy as np
 
 from housing.servingdb import RequestRecord
 from housing.servingdb.models import prediction_ids
+from model_server.ids import new_ids, new_request_id
 from model_server.metrics import ServerMetrics
-from model_server.protocol import Protocol, new_ids
+from model_server.protocol import Protocol
 
 # perf_counter() when the request's first byte was read; set by the RequestGuard middleware.
 REQUEST_STARTED: ContextVar[float | None] = ContextVar("request_started", default=None)
@@ -130,7 +130,7 @@ class Accountant:
             [
                 RequestRecord(
                     id=new_ids(1)[0],
-                    request_id=request_id or str(uuid.uuid4()),
+                    request_id=request_id or new_request_id(),
                     created_at=datetime.now(UTC),
                     model_name=self.model_name,
                     model_version=version,

@@ -19,7 +19,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -36,6 +35,7 @@ from model_server.errors import (
     ModelNotLoadedError,
     ModelServerError,
 )
+from model_server.ids import new_request_id
 from model_server.loader import LoadedModel
 from model_server.metrics import ServerMetrics
 from model_server.protocol import (
@@ -307,7 +307,7 @@ class HousingModel(Model):
             loaded,
             protocol,
             payload,
-            request_id or str(uuid.uuid4()),
+            request_id or new_request_id(),
             REQUEST_STARTED.get(),
             shadow,
         )

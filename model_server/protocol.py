@@ -8,10 +8,7 @@ giving every instance its prediction id.
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
-import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -25,6 +22,7 @@ from model_server.errors import (
     PayloadTooLargeError,
     Problem,
 )
+from model_server.ids import new_request_id
 from model_server.validation import FeatureSchema, describe_type, to_matrix
 
 Protocol = Literal["v1", "v2"]
@@ -317,24 +315,6 @@ def _named_columns(request: InferRequest, schema: FeatureSchema, max_instances: 
     return np.ascontiguousarray(x.T)
 
 
-def new_ids(count: int) -> list[str]:
-    """`count` new prediction ids: UUIDv7 strings (RFC 9562) sharing one timestamp and random
-    part, the last 16 bits counting the instances. Time-ordered, so that the log's primary key
-    grows at its end instead of at random places (a third of an insert's cost with UUID4),
-    and built in ~10 us per 100 (uuid.uuid4() costs ~6 us each). 58 random bits per request
-    and millisecond keep ids unique across requests and replicas."""
-    if count > 0x10000:
-        return new_ids(0x10000) + new_ids(count - 0x10000)
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(8), "big")
-    rand_a = rand >> 52  # 12 bits
-    rand_b = rand & ((1 << 46) - 1)  # 46 bits; then the 16-bit counter
-    head = f"{millis >> 16:08x}-{millis & 0xFFFF:04x}-{0x7000 | rand_a:04x}-"
-    tail = (0b10 << 62) | (rand_b << 16)  # RFC 9562 variant
-    prefix = f"{head}{tail >> 48:04x}-{(tail >> 16) & 0xFFFFFFFF:08x}"
-    return [f"{prefix}{i:04x}" for i in range(count)]
-
-
 def v1_response(
     model_name: str, version: str, predictions: np.ndarray, ids: list[str]
 ) -> dict[str, Any]:
@@ -359,7 +339,7 @@ def v2_response(
         InferOutput(ID_OUTPUT, [count], "BYTES", data=np.array(ids, dtype=np.object_)),
     ]
     return InferResponse(
-        response_id=request.id or str(uuid.uuid4()),
+        response_id=request.id or new_request_id(),
         model_name=model_name,
         model_version=version,
         infer_outputs=outputs,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,7 +18,7 @@ from model_server.model import (
     freeze_heap,
     instance_count,
 )
-from model_server.protocol import Protocol, new_ids
+from model_server.protocol import Protocol
 
 
 def job(protocol: Protocol, payload: Any) -> Job:
@@ -83,15 +81,3 @@ def test_freezing_moves_the_live_heap_out_of_collections() -> None:
         assert gc.get_freeze_count() >= len(kept)
     finally:
         gc.unfreeze()
-
-
-def test_prediction_ids_are_unique_time_ordered_uuid7() -> None:
-    first = new_ids(3)
-    time.sleep(0.002)
-    second = new_ids(60_000)
-    ids = first + second + new_ids(70_000)  # past the 16-bit counter: a second prefix
-    assert len(set(ids)) == len(ids) == 130_003
-    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
-    assert first == sorted(first) and second == sorted(second)
-    assert first[-1] < second[0]  # a later millisecond sorts after
-    assert new_ids(0) == []

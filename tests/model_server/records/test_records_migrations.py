@@ -18,7 +18,7 @@ from housing.contract import FEATURES
 from housing.servingdb import RecordStore, UnknownPredictionError
 from housing.servingdb.migrations import SCRIPT_LOCATION, VERSION_TABLE, alembic_config
 from housing.servingdb.models import legacy_prediction_ids, metadata, request_log
-from model_server.protocol import new_ids
+from model_server.ids import new_ids
 from tests.support.records import new_record
 
 # What pyproject ships besides modules: [tool.setuptools.package-data] "*".
