@@ -13,6 +13,8 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
 - uvloop: the server's event loop from uvloop instead of asyncio's;
 - switch: the GIL's switch interval at 1 ms, not 5 (a thread holding the GIL, the log writer
   building a batch, makes the event loop wait up to the interval: the p99 of small requests);
+- writer-batch: the log writer's batch at BENCH_WHATIF_WRITER_BATCH predictions, not
+  WRITER_BATCH (500);
 - nogc: no cyclic garbage collection at all (a diagnostic of the collector's pauses only: a
   server must not run so).
 
@@ -100,6 +102,12 @@ def patch_switch() -> None:
     sys.setswitchinterval(0.001)
 
 
+def patch_writer_batch() -> None:
+    from model_server import server
+
+    server.WRITER_BATCH = int(os.environ["BENCH_WHATIF_WRITER_BATCH"])
+
+
 def patch_nogc() -> None:
     gc.disable()
 
@@ -111,6 +119,7 @@ PATCHES = {
     "batch": patch_batch,
     "uvloop": patch_uvloop,
     "switch": patch_switch,
+    "writer-batch": patch_writer_batch,
     "nogc": patch_nogc,
 }
 

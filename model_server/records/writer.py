@@ -4,6 +4,9 @@ One record, and one database row, per request (its instances as arrays: see
 housing.servingdb.models). The buffer, the batches and the counters are measured in
 predictions (a request's instances, or one for a failed request: `record_weight`), as they
 were when a row was a prediction: a memory bound that holds whatever the requests' sizes.
+A batch also ends at `batch_rows` records: its work (the rows' parameters, built holding the
+GIL, and their inserts) runs on the event loop's core, and a request that arrives meanwhile
+waits, so the batch must stay short in rows even when the rows are single predictions.
 Records flow memory -> (disk, when memory is over `max_buffer`) -> database, oldest first:
 the batch being written is older than anything spilled, and anything spilled is older
 than anything still in memory. A database outage only delays rows: the writer keeps the
@@ -72,11 +75,16 @@ class RecordWriter:
         backoff_max: float = 5.0,
         segment_rows: int | None = None,
         spill_max_bytes: int = 0,
+        batch_rows: int | None = None,
     ) -> None:
-        if batch_size < 1 or max_buffer < 1 or flush_interval <= 0:
-            raise ValueError("batch_size and max_buffer must be >= 1, flush_interval > 0")
+        batch_rows = batch_size if batch_rows is None else batch_rows
+        if batch_size < 1 or batch_rows < 1 or max_buffer < 1 or flush_interval <= 0:
+            raise ValueError(
+                "batch_size, batch_rows and max_buffer must be >= 1, flush_interval > 0"
+            )
         self.store = store
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # predictions
+        self.batch_rows = batch_rows  # records
         self.flush_interval = flush_interval
         self.max_buffer = max_buffer
         self.backoff_initial = backoff_initial
@@ -151,7 +159,7 @@ class RecordWriter:
                 self._accepted += weight
                 size = self._buffered
                 # Wake the writer for a full batch, or to start the flush_interval clock.
-                if was_empty or size >= self.batch_size:
+                if was_empty or size >= self.batch_size or len(self._buffer) >= self.batch_rows:
                     self._work.notify()
                 if size > self.max_buffer:
                     if self._spill is not None:
@@ -295,7 +303,9 @@ class RecordWriter:
                         return None
                     self._work.wait()
                     continue
-                if size >= self.batch_size or self._stopping:
+                if size >= self.batch_size or len(self._buffer) >= self.batch_rows:
+                    break
+                if self._stopping:  # whatever is left, now
                     break
                 if self._flush_target > self._resolved:
                     break
@@ -314,7 +324,9 @@ class RecordWriter:
             with self._lock:
                 batch: list[RequestRecord] = []
                 weight = 0
-                while self._buffer and (not batch or weight < self.batch_size):
+                while self._buffer and (
+                    not batch or (weight < self.batch_size and len(batch) < self.batch_rows)
+                ):
                     record = self._buffer.popleft()
                     batch.append(record)
                     weight += record_weight(record)
@@ -330,7 +342,7 @@ class RecordWriter:
         for record in records:
             batch.append(record)
             weight += record_weight(record)
-            if weight >= self.batch_size:
+            if weight >= self.batch_size or len(batch) >= self.batch_rows:
                 if not self._commit_batch(batch):
                     return False
                 batch, weight = [], 0

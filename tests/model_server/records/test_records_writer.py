@@ -352,6 +352,35 @@ def test_the_buffer_and_the_counters_are_measured_in_predictions(
     assert fake_store.batch_sizes == [2, 1]  # 8 predictions, then 1: batches of ~6
 
 
+def test_a_batch_ends_at_batch_rows_records_or_batch_size_predictions(
+    fake_store: FakeStore, make_writer: WriterFactory, tmp_path: Path
+) -> None:
+    """One-prediction requests: batch_rows bounds a batch; 300-prediction ones: batch_size."""
+    writer = make_writer(fake_store, batch_size=500, batch_rows=3)
+    singles, bigs = new_records(9), [new_record(300) for _ in range(4)]
+    writer.submit(singles)
+    writer.submit(bigs)
+    writer.start()
+    assert writer.flush(5)
+    assert fake_store.ids == ids([*singles, *bigs])
+    assert fake_store.batch_sizes == [3, 3, 3, 2, 2]
+    # Rows replayed from the spill files are committed in the same batches.
+    spill = tmp_path / "spill"
+    fake_store.down = True
+    spilling = make_writer(fake_store, batch_size=500, batch_rows=3, spill_dir=spill)
+    spilling.start()
+    later = new_records(7)
+    spilling.submit(later)
+    spilling.stop(timeout=0.5)  # the database is down: the rows go to disk
+    assert spill_segments(spill)
+    fake_store.down, fake_store.batch_sizes[:] = False, []
+    replaying = make_writer(fake_store, batch_size=500, batch_rows=3, spill_dir=spill)
+    replaying.start()
+    assert replaying.flush(5)
+    assert fake_store.ids[-7:] == ids(later)
+    assert fake_store.batch_sizes == [3, 3, 1]
+
+
 def test_spilled_requests_count_their_predictions_across_a_restart(
     fake_store: FakeStore, make_writer: WriterFactory, tmp_path: Path
 ) -> None:
