@@ -146,14 +146,10 @@ class PredictorRESTServer(RESTServer):
         *args: Any,
         host: str,
         customize: Callable[[FastAPI], None],
-        access_log: bool = True,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.config.host = host  # KServe hard-codes 0.0.0.0
-        # Off: uvicorn then skips the access line entirely; a silenced logger still cost the
-        # line's formatting (the path quoted, ~8 us a request).
-        self.config.access_log = access_log
         self._server = GracefulServer(self.config)
         self._customize = customize
 
@@ -193,7 +189,6 @@ class PredictorServer(ModelServer):
         )
         self.dataplane = PredictorDataPlane(model_registry=self.registered_models)
         self._host = settings.host
-        self._access_log = settings.access_log
         self._customize = customize
         self._on_stop = on_stop
         self._stopped_early = False
@@ -213,7 +208,6 @@ class PredictorServer(ModelServer):
             timeout_keep_alive=self.timeout_keep_alive,
             host=self._host,
             customize=self._customize,
-            access_log=self._access_log,
         )
         self.servers.append(self._rest_server.start())
         self.setup_event_loop()
