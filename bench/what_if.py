@@ -15,6 +15,10 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
   building a batch, makes the event loop wait up to the interval: the p99 of small requests);
 - writer-batch: the log writer's batch at BENCH_WHATIF_WRITER_BATCH predictions, not
   WRITER_BATCH (500);
+- writer-rows: the log writer's batch at BENCH_WHATIF_WRITER_ROWS requests, not
+  WRITER_BATCH_ROWS (100);
+- nowrite: the log's store writes nothing (a diagnostic of what the writer costs the request
+  path: the log is then empty and bench/serving.py reports the rows as lost);
 - nogc: no cyclic garbage collection at all (a diagnostic of the collector's pauses only: a
   server must not run so).
 
@@ -108,6 +112,18 @@ def patch_writer_batch() -> None:
     server.WRITER_BATCH = int(os.environ["BENCH_WHATIF_WRITER_BATCH"])
 
 
+def patch_writer_rows() -> None:
+    from model_server import server
+
+    server.WRITER_BATCH_ROWS = int(os.environ["BENCH_WHATIF_WRITER_ROWS"])
+
+
+def patch_nowrite() -> None:
+    from housing.servingdb.store import RecordStore
+
+    RecordStore.write_batch = lambda self, records: None  # type: ignore[method-assign]
+
+
 def patch_nogc() -> None:
     gc.disable()
 
@@ -120,6 +136,8 @@ PATCHES = {
     "uvloop": patch_uvloop,
     "switch": patch_switch,
     "writer-batch": patch_writer_batch,
+    "writer-rows": patch_writer_rows,
+    "nowrite": patch_nowrite,
     "nogc": patch_nogc,
 }
 
