@@ -249,7 +249,10 @@ def servers(
     mlflow_serve = [*pin, py, "-m", "mlflow", "models", "serve", "-m", MODEL_URI]
     mlflow_serve += ["--env-manager", "local", "-p", str(mlflow_port), "-h", "127.0.0.1"]
     return [
-        ours("ours", "python -m model_server (defaults: ONNX, validation, metrics, SQLite log)"),
+        ours(
+            "ours",
+            "python -m model_server (defaults: trees or ONNX, validation, metrics, SQLite log)",
+        ),
         kserve(
             "kserve-minimal",
             "bench/peers/kserve_minimal.py (kserve.Model + sklearn predict, KServe defaults)",
