@@ -19,6 +19,8 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
   WRITER_BATCH_ROWS (100);
 - nowrite: the log's store writes nothing (a diagnostic of what the writer costs the request
   path: the log is then empty and bench/serving.py reports the rows as lost);
+- nocoalesce: every small request predicted alone, as before the Coalescer (one row by
+  the rows path, more by GeoFeatures.transform and lleaves' predict);
 - nogc: no cyclic garbage collection at all (a diagnostic of the collector's pauses only: a
   server must not run so).
 
@@ -124,6 +126,20 @@ def patch_nowrite() -> None:
     RecordStore.write_batch = lambda self, records: None  # type: ignore[method-assign]
 
 
+def patch_nocoalesce() -> None:
+    from model_server import compiled_trees, model
+
+    compiled_trees.ROWS_MAX = 1  # one row by the rows path, as before
+    predict = HousingModel.predict
+
+    async def alone(self: HousingModel, job: Any, *args: Any, **kwargs: Any) -> Any:
+        if model.instance_count(job) <= model.INLINE_MAX_INSTANCES:
+            return self._infer(job)
+        return await predict(self, job, *args, **kwargs)
+
+    HousingModel.predict = alone
+
+
 def patch_nogc() -> None:
     gc.disable()
 
@@ -139,6 +155,7 @@ PATCHES = {
     "writer-rows": patch_writer_rows,
     "nowrite": patch_nowrite,
     "nogc": patch_nogc,
+    "nocoalesce": patch_nocoalesce,
 }
 
 if __name__ == "__main__":

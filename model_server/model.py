@@ -29,6 +29,7 @@ import orjson
 from kserve import InferRequest, InferResponse, Model
 
 from model_server.accounting import REQUEST_STARTED, Accountant, ShadowPrediction
+from model_server.coalescer import Coalescer
 from model_server.errors import (
     MODEL_VERSION_HEADER,
     BadRequestError,
@@ -138,6 +139,7 @@ class HousingModel(Model):
         self._router = CanaryRouter(canary_percent)
         self._windows = windows
         self._served = Served()
+        self._coalescer = Coalescer()
         self._publishing = threading.Lock()  # two watchers publish: one at a time
 
     # -- lifecycle: the watchers load, KServe only asks ----------------------------------
@@ -318,24 +320,35 @@ class HousingModel(Model):
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> Outcome:
-        # CPU work (parse check, inference, records) of a batch runs off the event loop, so
-        # that health checks and small requests are answered while it is computed.
+        # A small request runs on the event loop, its trees computed with those of the other
+        # small requests of the same iteration (Coalescer). A batch's CPU work (parse check,
+        # inference, records) runs off the event loop, so that health checks and small
+        # requests are answered while it is computed.
         if instance_count(job) <= INLINE_MAX_INSTANCES:
-            return self._infer(job)
+            x = self._features(job)
+            predictions = await self._coalescer.predict(job.loaded.predictor, x)
+            return self._settle(job, x, predictions)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._infer, job)
 
     def _infer(self, job: Job) -> Outcome:
+        x = self._features(job)
+        return self._settle(job, x, job.loaded.predictor.predict(x))
+
+    def _features(self, job: Job) -> np.ndarray:
+        """The request's instances, validated against the answering version's contract."""
         loaded = job.loaded
         try:
             if job.protocol == "v2":
-                x = v2_features(job.payload, loaded.schema, self._max_instances)
-            else:
-                x = v1_features(job.payload, loaded.schema, self._max_instances)
+                return v2_features(job.payload, loaded.schema, self._max_instances)
+            return v1_features(job.payload, loaded.schema, self._max_instances)
         except ModelServerError as exc:
             exc.model_version = loaded.version
             raise
-        predictions = loaded.predictor.predict(x)
+
+    def _settle(self, job: Job, x: np.ndarray, predictions: np.ndarray) -> Outcome:
+        """The challenger's shadow (if any), the log record, the metrics, the drift window."""
+        loaded = job.loaded
         shadow = None if job.shadow is None else self._predict_shadow(job.shadow, loaded, x)
         ids = self._accountant.succeeded(
             protocol=job.protocol,

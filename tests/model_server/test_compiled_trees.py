@@ -19,6 +19,7 @@ from housing.contract import FEATURES
 from model_server.backends import build_onnx, verification_sample
 from model_server.compiled_trees import (
     COMPILED_TOLERANCE,
+    ROWS_MAX,
     CompiledTrees,
     cache_key,
     load_trees,
@@ -125,8 +126,9 @@ def test_swaps_to_compiled_trees_that_predict_like_the_model(
     x = domain_rows(2000, seed=7)
     expected = champion.model.predict(x)
     assert np.max(np.abs(served.predictor.predict(x) - expected)) <= COMPILED_TOLERANCE
-    one_by_one = np.concatenate([served.predictor.predict(r[None, :]) for r in x[:300]])
-    assert np.max(np.abs(one_by_one - expected[:300])) <= COMPILED_TOLERANCE
+    for size in range(1, ROWS_MAX + 2):  # the rows path, and the batch path just past it
+        chunks = [served.predictor.predict(x[i : i + size]) for i in range(0, 300, size)]
+        assert np.max(np.abs(np.concatenate(chunks) - expected[:300])) <= COMPILED_TOLERANCE
     assert object_file(champion, shared_cache).exists()
 
 

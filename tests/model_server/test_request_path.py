@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from kserve import InferInput, InferRequest
 
@@ -56,17 +60,39 @@ class CountingExecutor(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-def test_small_requests_run_inline_and_large_ones_in_the_pool() -> None:
+class Rows:
+    """The predictor's side of a request: how many rows each call had, and on which thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.calls.append((len(x), threading.current_thread().name))
+        return np.zeros(len(x))
+
+
+def test_small_requests_run_inline_together_and_large_ones_in_the_pool() -> None:
     executor = CountingExecutor()
     model = HousingModel("m", None, None, executor, 1000)  # type: ignore[arg-type]
-    model._infer = lambda job: job.request_id  # type: ignore[method-assign]
-    small = job("v1", {"instances": [[0.0] * 8] * INLINE_MAX_INSTANCES})
-    large = job("v1", {"instances": [[0.0] * 8] * (INLINE_MAX_INSTANCES + 1)})
+    predictor = Rows()
+    loaded = SimpleNamespace(predictor=predictor)
+    model._features = lambda job: np.zeros((len(job.payload["instances"]), 8))  # type: ignore[method-assign]
+    model._settle = lambda job, x, predictions: len(predictions)  # type: ignore[method-assign]
+
+    def sized(count: int) -> Job:
+        return replace(job("v1", {"instances": [[0.0] * 8] * count}), loaded=loaded)
+
+    async def small_ones() -> list[int]:
+        return await asyncio.gather(*(model.predict(sized(n)) for n in (1, INLINE_MAX_INSTANCES)))
+
     try:
-        assert asyncio.run(model.predict(small)) == "r"
+        assert asyncio.run(small_ones()) == [1, INLINE_MAX_INSTANCES]
         assert executor.submitted == 0
-        assert asyncio.run(model.predict(large)) == "r"
+        assert predictor.calls == [(1 + INLINE_MAX_INSTANCES, "MainThread")]
+        large = INLINE_MAX_INSTANCES + 1
+        assert asyncio.run(model.predict(sized(large))) == large
         assert executor.submitted == 1
+        assert predictor.calls[1][1] != "MainThread"
     finally:
         executor.shutdown()
 
