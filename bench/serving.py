@@ -208,7 +208,7 @@ def servers(
     tracking_uri: str,
     work: Path,
     server_core: str,
-    whatif: str = "freeze,inline",
+    whatif: str = "",
     compiled_trees: Path | None = None,
 ) -> list[Server]:
     """The three servers compared, then optional diagnostics (named in --servers only)."""
@@ -868,8 +868,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--whatif",
-        default="freeze,inline",
-        help="patches of bench/what_if.py for the ours-whatif server (freeze,inline,nice,uvloop)",
+        default="",
+        help="patches of bench/what_if.py for the ours-whatif server, comma-separated "
+        "(see its docstring: nocoalesce, nice, writer-rows, ...)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args(argv)

@@ -2,9 +2,6 @@
 them before anyone changes model_server/ (nothing under model_server/ is edited). Used by
 bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the patches:
 
-- freeze: gc.freeze() after each published version (no more full collections of the
-  ~420,000 objects that imports and the model leave behind: 250-400 ms pauses);
-- inline: v1 requests of at most 8 instances run on the event loop, not via the thread pool;
 - nice: the log writer at nice BENCH_WHATIF_NICE, not WRITER_NICE (5): 10 by default, as the
   signals thread (measured 2026-12-04: starved under saturation, the log fell 350,000
   predictions behind in 8 s of 100-row requests);
@@ -24,7 +21,9 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
 - nogc: no cyclic garbage collection at all (a diagnostic of the collector's pauses only: a
   server must not run so).
 
-It patches private parts of model_server (HousingModel.predict/_infer/publish, the log
+The patches `freeze` and `inline` of 2026-11-26 (bench/README.md) became the server's own
+behaviour (model.freeze_heap; small requests on the event loop, since coalesced) and are gone.
+It patches private parts of model_server (HousingModel.predict/_infer, the log
 writer and signals threads) and may need updating when they change.
 """
 
@@ -37,38 +36,6 @@ import sys
 from typing import Any
 
 from model_server.model import HousingModel
-
-INLINE_MAX_INSTANCES = 8
-
-
-def patch_freeze() -> None:
-    publish = HousingModel.publish
-
-    def frozen_publish(self: HousingModel, *args: Any, **kwargs: Any) -> Any:
-        result = publish(self, *args, **kwargs)
-        gc.unfreeze()  # the previous version's objects may go now
-        gc.collect()
-        gc.freeze()
-        return result
-
-    HousingModel.publish = frozen_publish
-
-
-def patch_inline() -> None:
-    predict = HousingModel.predict
-
-    async def inline_predict(self: HousingModel, job: Any, *args: Any, **kwargs: Any) -> Any:
-        payload = job.payload
-        if (
-            job.protocol == "v1"
-            and isinstance(payload, dict)
-            and isinstance(payload.get("instances"), list)
-            and len(payload["instances"]) <= INLINE_MAX_INSTANCES
-        ):
-            return self._infer(job)
-        return await predict(self, job, *args, **kwargs)
-
-    HousingModel.predict = inline_predict
 
 
 def patch_nice() -> None:
@@ -145,8 +112,6 @@ def patch_nogc() -> None:
 
 
 PATCHES = {
-    "freeze": patch_freeze,
-    "inline": patch_inline,
     "nice": patch_nice,
     "batch": patch_batch,
     "uvloop": patch_uvloop,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 
 # Bytes read from the kernel at a time.
 CHUNK = 4096
@@ -64,7 +65,4 @@ def new_ids(count: int) -> list[str]:
 
 def new_request_id() -> str:
     """A random UUIDv4 string, as str(uuid.uuid4()) makes, for a request that brought no id."""
-    value = int.from_bytes(_ENTROPY.take(16), "big")
-    value = (value & ~(0xF << 76) | (4 << 76)) & ~(0b11 << 62) | (0b10 << 62)
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return str(uuid.UUID(bytes=_ENTROPY.take(16), version=4))

@@ -79,7 +79,8 @@ GRACE_SECONDS = 15
 FLUSH_SECONDS = 10.0
 WRITER_BATCH = 500
 # A batch's rows are built and inserted on the event loop's core, and requests wait for them:
-# 500 one-row requests a batch put the single-row p99 at 6.8-7.3 ms, 100 at 4.8 (bench/README.md).
+# in alternating pairs, 500 one-row requests a batch put the single-row p99 at 7.2-7.4 ms, 100
+# at 4.6-5.0 (bench/README.md, issue 15's third round).
 WRITER_BATCH_ROWS = 100
 WRITER_FLUSH_SECONDS = 0.5
 
