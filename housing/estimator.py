@@ -53,12 +53,17 @@ def geographic_names() -> list[str]:
     return [f"rotated_{a:g}" for a in ROTATIONS] + [f"km_to_{c}" for c in CITIES]
 
 
+@cache
 def _constants() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rotations' cosines and sines and the cities' scaled coordinates, as float32;
+    computed once (4 us a call, a fifth of a 100-row transform), read-only."""
     angles = np.deg2rad(np.asarray(ROTATIONS))
     cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
     city = np.asarray(list(CITIES.values()), dtype=np.float64)
     city_lat = city[:, 0].astype(np.float32)
     city_lon = (city[:, 1] * float(_LON_SCALE)).astype(np.float32)
+    for constant in (cos, sin, city_lat, city_lon):
+        constant.setflags(write=False)
     return cos, sin, city_lat, city_lon
 
 

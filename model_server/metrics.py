@@ -113,11 +113,11 @@ class ValueHistogram(Collector):
         values = np.asarray(values, dtype=np.float64).ravel()
         # Bucket i holds bounds[i-1] < v <= bounds[i] (Prometheus' "le"), the last +Inf.
         if values.size <= SMALL_OBSERVATION:
-            counts = self._count_few(values.tolist())
-        else:
-            counts = np.bincount(
-                np.searchsorted(self.bounds, values, side="left"), minlength=len(self.bounds) + 1
-            )
+            self._observe_few(version, values.tolist())
+            return
+        counts = np.bincount(
+            np.searchsorted(self.bounds, values, side="left"), minlength=len(self.bounds) + 1
+        )
         total = float(values.sum())
         with self._lock:
             if version in self._counts:
@@ -127,13 +127,21 @@ class ValueHistogram(Collector):
                 self._counts[version] = counts
                 self._sums[version] = total
 
-    def _count_few(self, values: list[float]) -> np.ndarray:
-        """searchsorted's buckets for a few values, in Python (~1 us, numpy's ~10 us)."""
+    def _observe_few(self, version: str, values: list[float]) -> None:
+        """searchsorted's buckets for a few values, in Python, added in place (~0.7 us for
+        one value; numpy's arrays cost ~10 us, a new array of counts ~2)."""
         bounds = self._bound_list
-        counts = np.zeros(len(bounds) + 1, dtype=np.int64)
-        for value in values:  # NaN compares False: searchsorted puts it in +Inf
-            counts[len(bounds) if value != value else bisect_left(bounds, value)] += 1
-        return counts
+        inf = len(bounds)  # NaN compares False: searchsorted puts it in +Inf
+        buckets = [inf if value != value else bisect_left(bounds, value) for value in values]
+        total = sum(values)
+        with self._lock:
+            counts = self._counts.get(version)
+            if counts is None:
+                counts = self._counts[version] = np.zeros(inf + 1, dtype=np.int64)
+                self._sums[version] = 0.0
+            for bucket in buckets:
+                counts[bucket] += 1
+            self._sums[version] += total
 
     def describe(self) -> Iterable[HistogramMetricFamily]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=VERSIONED)]
