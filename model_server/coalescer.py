@@ -46,17 +46,18 @@ class Coalescer:
     def _flush(self) -> None:
         pending, self._pending, self._flush_on = self._pending, {}, None
         for predictor, asked in pending.values():
-            _settle(predictor, asked)
+            _answer(predictor, asked)
 
 
-def _settle(predictor: Predictor, asked: Asked) -> None:
+def _answer(predictor: Predictor, asked: Asked) -> None:
+    """One call for all the rows asked of `predictor`; each future gets its own slice."""
     try:
         x = asked[0][0] if len(asked) == 1 else np.concatenate([x for x, _ in asked])
         predictions = predictor.predict(x)
     except Exception as exc:
         if len(asked) > 1:  # one request's failure must not be the others': each alone
             for one in asked:
-                _settle(predictor, [one])
+                _answer(predictor, [one])
             return
         future = asked[0][1]
         if not future.done():

@@ -128,8 +128,9 @@ class ValueHistogram(Collector):
                 self._sums[version] = total
 
     def _observe_few(self, version: str, values: list[float]) -> None:
-        """searchsorted's buckets for a few values, in Python, added in place (~0.7 us for
-        one value; numpy's arrays cost ~10 us, a new array of counts ~2)."""
+        """searchsorted's buckets for a few values, in Python, added to the counts in place:
+        observe() of one value takes 1.3 us so (2.4 with a new array of counts; numpy's
+        searchsorted and bincount ~10)."""
         bounds = self._bound_list
         inf = len(bounds)  # NaN compares False: searchsorted puts it in +Inf
         buckets = [inf if value != value else bisect_left(bounds, value) for value in values]

@@ -1,5 +1,7 @@
 """Under concurrent load: every request is logged (one row per instance, one per failure),
-and a big batch does not stall the event loop (KServe issue 3950): health stays quick."""
+each gets the predictions of its own instances (small requests are predicted together,
+model_server/coalescer.py), and a big batch does not stall the event loop (KServe issue
+3950): health stays quick."""
 
 from __future__ import annotations
 
@@ -7,8 +9,11 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
+import numpy as np
+import pandas as pd
 
 from tests.support.server import FEATURES, MAX_INSTANCES, MODEL, ROWS, ServerProcess, wait_for
 
@@ -53,6 +58,46 @@ def test_every_request_is_logged_under_concurrent_load(served: ServerProcess) ->
     expected = before + sum(rows for rows, _ in results)
     wait_for(lambda: logged_total(served) >= expected, 15, f"{expected} rows logged")
     assert logged_total(served) == expected
+
+
+def test_concurrent_small_requests_each_get_their_own_predictions(
+    served: ServerProcess, candidates: dict[str, Any]
+) -> None:
+    # Distinct instances (median income from 1 to 9), 1-3 a request, v1 and v2, from 8
+    # threads at once: requests that meet in one iteration of the event loop share a call to
+    # the model, and a slice given to the wrong request would show.
+    instances = [(income, *ROWS[0][1:]) for income in np.linspace(1.0, 9.0, 96)]
+    frame = pd.DataFrame(instances, columns=list(FEATURES))
+    expected = np.asarray(candidates["lightgbm"].predict(frame))
+    assert len(np.unique(np.round(expected, 2))) > 48  # a mix-up cannot go unseen
+    requests = []
+    start = 0
+    while start < len(instances):
+        count = 1 + len(requests) % 3
+        requests.append((start, min(start + count, len(instances))))
+        start += count
+
+    def ask(k: int) -> tuple[int, list[float]]:
+        first, end = requests[k]
+        rows = [list(row) for row in instances[first:end]]
+        with served.client() as client:
+            if k % 2:
+                response = client.post(V1, json={"instances": rows})
+                assert response.status_code == 200, response.text
+                return k, response.json()["predictions"]
+            flat = [v for row in rows for v in row]
+            tensor = {"name": "x", "shape": [len(rows), 8], "datatype": "FP64", "data": flat}
+            response = client.post(V2, json={"inputs": [tensor]})
+            assert response.status_code == 200, response.text
+            return k, response.json()["outputs"][0]["data"]
+
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, range(len(requests))))
+        for k, predictions in answers:
+            first, end = requests[k]
+            # The server's stated tolerance (ONNX until the compiled trees are verified).
+            np.testing.assert_allclose(predictions, expected[first:end], rtol=0, atol=1e-4)
 
 
 def test_big_batches_do_not_block_health_checks(served: ServerProcess) -> None:
