@@ -120,12 +120,9 @@ class ValueHistogram(Collector):
         )
         total = float(values.sum())
         with self._lock:
-            if version in self._counts:
-                self._counts[version] += counts
-                self._sums[version] += total
-            else:
-                self._counts[version] = counts
-                self._sums[version] = total
+            totals = self._counts_of(version)
+            totals += counts
+            self._sums[version] += total
 
     def _observe_few(self, version: str, values: list[float]) -> None:
         """searchsorted's buckets for a few values, in Python, added to the counts in place:
@@ -136,13 +133,18 @@ class ValueHistogram(Collector):
         buckets = [inf if value != value else bisect_left(bounds, value) for value in values]
         total = sum(values)
         with self._lock:
-            counts = self._counts.get(version)
-            if counts is None:
-                counts = self._counts[version] = np.zeros(inf + 1, dtype=np.int64)
-                self._sums[version] = 0.0
+            counts = self._counts_of(version)
             for bucket in buckets:
                 counts[bucket] += 1
             self._sums[version] += total
+
+    def _counts_of(self, version: str) -> np.ndarray:
+        """The version's bucket counts (zeros and a zero sum the first time); under _lock."""
+        counts = self._counts.get(version)
+        if counts is None:
+            counts = self._counts[version] = np.zeros(len(self.bounds) + 1, dtype=np.int64)
+            self._sums[version] = 0.0
+        return counts
 
     def describe(self) -> Iterable[HistogramMetricFamily]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=VERSIONED)]

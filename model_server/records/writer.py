@@ -128,6 +128,10 @@ class RecordWriter:
         self.rejected_total = 0
         self.dropped_total = 0
 
+    def _full(self, predictions: int, records: int) -> bool:
+        """Whether that much makes a batch: batch_size predictions, or batch_rows records."""
+        return predictions >= self.batch_size or records >= self.batch_rows
+
     # -- the request path -------------------------------------------------------------
 
     def submit(self, records: Iterable[RequestRecord]) -> None:
@@ -159,7 +163,7 @@ class RecordWriter:
                 self._accepted += weight
                 size = self._buffered
                 # Wake the writer for a full batch, or to start the flush_interval clock.
-                if was_empty or size >= self.batch_size or len(self._buffer) >= self.batch_rows:
+                if was_empty or self._full(size, len(self._buffer)):
                     self._work.notify()
                 if size > self.max_buffer:
                     if self._spill is not None:
@@ -303,7 +307,7 @@ class RecordWriter:
                         return None
                     self._work.wait()
                     continue
-                if size >= self.batch_size or len(self._buffer) >= self.batch_rows:
+                if self._full(size, len(self._buffer)):
                     break
                 if self._stopping:  # whatever is left, now
                     break
@@ -324,9 +328,7 @@ class RecordWriter:
             with self._lock:
                 batch: list[RequestRecord] = []
                 weight = 0
-                while self._buffer and (
-                    not batch or (weight < self.batch_size and len(batch) < self.batch_rows)
-                ):
+                while self._buffer and not (batch and self._full(weight, len(batch))):
                     record = self._buffer.popleft()
                     batch.append(record)
                     weight += record_weight(record)
@@ -342,7 +344,7 @@ class RecordWriter:
         for record in records:
             batch.append(record)
             weight += record_weight(record)
-            if weight >= self.batch_size or len(batch) >= self.batch_rows:
+            if self._full(weight, len(batch)):
                 if not self._commit_batch(batch):
                     return False
                 batch, weight = [], 0
