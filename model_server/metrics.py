@@ -473,14 +473,21 @@ class ServerMetrics:
     def request_succeeded(
         self, version: str, protocol: str, seconds: float, values: np.ndarray
     ) -> None:
-        children = self._succeeded.get((version, protocol))
-        if children is None:  # looked up once per version and protocol (~2 us each time)
-            children = self._succeeded[(version, protocol)] = (
-                self.requests.labels(self.model_name, version, protocol, "200"),
-                self.latency.labels(self.model_name, version, protocol),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        self.requests_succeeded(version, [(protocol, seconds)], values)
+
+    def requests_succeeded(
+        self, version: str, answered: Sequence[tuple[str, float]], values: np.ndarray
+    ) -> None:
+        """Requests `version` answered, each (protocol, seconds), and all their predictions."""
+        for protocol, seconds in answered:
+            children = self._succeeded.get((version, protocol))
+            if children is None:  # looked up once per version and protocol (~2 us each time)
+                children = self._succeeded[(version, protocol)] = (
+                    self.requests.labels(self.model_name, version, protocol, "200"),
+                    self.latency.labels(self.model_name, version, protocol),
+                )
+            children[0].inc()
+            children[1].observe(seconds)
         self.prediction_value.observe(version, values)
 
     def request_failed(self, version: str, protocol: str, status: int) -> None:

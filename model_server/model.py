@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 from kserve import InferRequest, InferResponse, Model
 
-from model_server.accounting import REQUEST_STARTED, Accountant, ShadowPrediction
+from model_server.accounting import REQUEST_STARTED, Accountant, Answered, ShadowPrediction
 from model_server.coalescer import Coalescer
 from model_server.errors import (
     MODEL_VERSION_HEADER,
@@ -54,9 +54,12 @@ from model_server.signals import InputWindows
 
 log = logging.getLogger(__name__)
 
-# Requests of at most this many instances are computed on the event loop itself (~40-100 us):
-# the hop to the pool and back costs more than that (~100-150 us CPU, and its tail latency).
-INLINE_MAX_INSTANCES = 8
+# Requests of at most this many instances are computed on the event loop itself, coalesced
+# (~40 us for one row, ~700 for 100): the hop to the pool and back costs ~100-150 us CPU and
+# its tail latency, and the trees called once for several requests run with hot caches. 100-row
+# requests rose from ~100,000 to ~143,000 rows/s so (bench/README.md, issue 15's fifth round).
+# Bigger ones go to the pool: a 1,000-instance request would hold the loop for ~7 ms.
+INLINE_MAX_INSTANCES = 128
 
 # Canary routing key: the X-Request-Key header, or the v2 request parameter of this name.
 REQUEST_KEY_HEADER = "x-request-key"
@@ -139,7 +142,7 @@ class HousingModel(Model):
         self._router = CanaryRouter(canary_percent)
         self._windows = windows
         self._served = Served()
-        self._coalescer = Coalescer()
+        self._coalescer: Coalescer[Job, Outcome] = Coalescer(self._settle_all)
         self._publishing = threading.Lock()  # two watchers publish: one at a time
 
     # -- lifecycle: the watchers load, KServe only asks ----------------------------------
@@ -320,14 +323,12 @@ class HousingModel(Model):
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> Outcome:
-        # A small request runs on the event loop, its trees computed with those of the other
-        # small requests of the same iteration (Coalescer). A batch's CPU work (parse check,
-        # inference, records) runs off the event loop, so that health checks and small
-        # requests are answered while it is computed.
+        # A request of up to INLINE_MAX_INSTANCES runs on the event loop, its trees computed
+        # with those of the other such requests of the same iteration (Coalescer). A bigger
+        # batch's CPU work (parse check, inference, records) runs off the event loop, so that
+        # health checks and small requests are answered while it is computed.
         if instance_count(job) <= INLINE_MAX_INSTANCES:
-            x = self._features(job)
-            predictions = await self._coalescer.predict(job.loaded.predictor, x)
-            return self._settle(job, x, predictions)
+            return await self._coalescer.predict(job.loaded.predictor, self._features(job), job)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._infer, job)
 
@@ -347,22 +348,37 @@ class HousingModel(Model):
             raise
 
     def _settle(self, job: Job, x: np.ndarray, predictions: np.ndarray) -> Outcome:
-        """The challenger's shadow (if any), the log record, the metrics, the drift window."""
-        loaded = job.loaded
-        shadow = None if job.shadow is None else self._predict_shadow(job.shadow, loaded, x)
-        ids = self._accountant.succeeded(
-            protocol=job.protocol,
-            version=loaded.version,
-            names=loaded.schema.names,
-            features=x,
-            predictions=predictions,
-            request_id=job.request_id,
-            started=job.started,
-            shadow=shadow,
+        return self._settle_all([(job, x, predictions)], x, predictions)[0]
+
+    def _settle_all(
+        self,
+        batch: Sequence[tuple[Job, np.ndarray, np.ndarray]],
+        x: np.ndarray,
+        predictions: np.ndarray,
+    ) -> list[Outcome]:
+        """Requests one version answered, each (job, instances, predictions), and all their
+        instances and predictions: the challenger's shadows (if any), the log records, the
+        metrics, the drift window."""
+        loaded = batch[0][0].loaded
+        answered = [
+            Answered(
+                job.protocol,
+                job.request_id,
+                job.started,
+                rows,
+                values,
+                None if job.shadow is None else self._predict_shadow(job.shadow, loaded, rows),
+            )
+            for job, rows, values in batch
+        ]
+        ids = self._accountant.all_succeeded(
+            loaded.version, loaded.schema.names, answered, predictions
         )
         if self._windows is not None:
             self._windows.add(loaded.version, x)
-        return Outcome(job, predictions, ids)
+        return [
+            Outcome(job, values, these) for (job, _, values), these in zip(batch, ids, strict=True)
+        ]
 
     def _predict_shadow(
         self, challenger: LoadedModel, served: LoadedModel, x: np.ndarray

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from kserve import InferInput, InferRequest
 
+from model_server.coalescer import Coalescer
 from model_server.model import (
     INLINE_MAX_INSTANCES,
     HousingModel,
@@ -78,6 +79,7 @@ def test_small_requests_run_inline_together_and_large_ones_in_the_pool() -> None
     loaded = SimpleNamespace(predictor=predictor)
     model._features = lambda job: np.zeros((len(job.payload["instances"]), 8))  # type: ignore[method-assign]
     model._settle = lambda job, x, predictions: len(predictions)  # type: ignore[method-assign]
+    model._coalescer = Coalescer(lambda batch, x, predictions: [len(p) for _, _, p in batch])
 
     def sized(count: int) -> Job:
         return replace(job("v1", {"instances": [[0.0] * 8] * count}), loaded=loaded)
