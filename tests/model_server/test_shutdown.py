@@ -81,5 +81,7 @@ def test_graceful_server_answers_it_then_closes(http: str) -> None:
 
 
 def test_the_predictor_serves_with_it() -> None:
-    server = PredictorRESTServer("app:app", None, None, 0, host="127.0.0.1", customize=print)
+    server = PredictorRESTServer(
+        "app:app", None, None, 0, host="127.0.0.1", customize=lambda app: app
+    )
     assert type(server._server) is GracefulServer
