@@ -16,8 +16,10 @@ bench/serving.py as the diagnostic server `ours-whatif`; BENCH_WHATIF names the 
   WRITER_BATCH_ROWS (100);
 - nowrite: the log's store writes nothing (a diagnostic of what the writer costs the request
   path: the log is then empty and bench/serving.py reports the rows as lost);
-- nocoalesce: every small request predicted alone, as before the Coalescer (one row by
-  the rows path, more by GeoFeatures.transform and lleaves' predict);
+- nocoalesce: every request of up to INLINE_MAX_INSTANCES predicted alone on the event loop,
+  without the Coalescer (one row by the rows path, more by GeoFeatures.transform and lleaves'
+  predict). Before the Coalescer that bound was 8 and bigger requests went to the pool: set
+  inline-max too (BENCH_WHATIF_INLINE_MAX=8) to measure that old path;
 - inline-max: requests of up to BENCH_WHATIF_INLINE_MAX instances (128 by default, not
   INLINE_MAX_INSTANCES) on the event loop and coalesced, not in the pool;
 - nogc: no cyclic garbage collection at all (a diagnostic of the collector's pauses only: a

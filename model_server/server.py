@@ -382,7 +382,8 @@ class App:
             app.add_exception_handler(kind, self.errors)
         # Our layers wrap the app from outside: uvicorn calls them first, and the fast path
         # answers without FastAPI's own layers (its error, telemetry and body-limit middleware:
-        # ~5 us of a single-row request in py-spy). Each layer answers its own errors through
+        # 7-12 us of a single-row request's CPU in two pairs, bench/README.md, issue 15's fifth
+        # round). Each layer answers its own errors through
         # the app's error handler; anything else goes on to KServe's app and routes.
         # Innermost: inside the guards, in front of KServe's routing.
         served: ASGIApp = FastInference(app, model=self.model, respond_error=self.errors)

@@ -60,44 +60,59 @@ def test_every_request_is_logged_under_concurrent_load(served: ServerProcess) ->
     assert logged_total(served) == expected
 
 
-def test_concurrent_small_requests_each_get_their_own_predictions(
+def test_concurrent_requests_each_get_and_log_their_own_predictions(
     served: ServerProcess, candidates: dict[str, Any]
 ) -> None:
-    # Distinct instances (median income from 1 to 9), 1-3 a request, v1 and v2, from 8
-    # threads at once: requests that meet in one iteration of the event loop share a call to
-    # the model, and a slice given to the wrong request would show.
-    instances = [(income, *ROWS[0][1:]) for income in np.linspace(1.0, 9.0, 96)]
+    # Distinct instances (median income from 1 to 9 by house age from 5 to 50), 1 to 3 a
+    # request and some of 50 (all on the event loop), v1 and v2, from 8 threads at once:
+    # requests that meet in one iteration of the event loop share a call to the model and one
+    # settle of their records, and a slice given to the wrong request would show in its answer
+    # or in its logged row.
+    instances = [
+        (income, age, *ROWS[0][2:])
+        for income in np.linspace(1.0, 9.0, 20)
+        for age in np.linspace(5.0, 50.0, 20)
+    ]
     frame = pd.DataFrame(instances, columns=list(FEATURES))
     expected = np.asarray(candidates["lightgbm"].predict(frame))
-    assert len(np.unique(np.round(expected, 2))) > 48  # a mix-up cannot go unseen
+    assert len(np.unique(np.round(expected, 2))) > 150  # a mix-up cannot go unseen
     requests = []
     start = 0
     while start < len(instances):
-        count = 1 + len(requests) % 3
+        count = (1, 2, 50, 3)[len(requests) % 4]
         requests.append((start, min(start + count, len(instances))))
         start += count
 
-    def ask(k: int) -> tuple[int, list[float]]:
+    def ask(k: int) -> tuple[list[float], list[str]]:
         first, end = requests[k]
         rows = [list(row) for row in instances[first:end]]
         with served.client() as client:
             if k % 2:
                 response = client.post(V1, json={"instances": rows})
                 assert response.status_code == 200, response.text
-                return k, response.json()["predictions"]
+                return response.json()["predictions"], response.json()["prediction_ids"]
             flat = [v for row in rows for v in row]
             tensor = {"name": "x", "shape": [len(rows), 8], "datatype": "FP64", "data": flat}
             response = client.post(V2, json={"inputs": [tensor]})
             assert response.status_code == 200, response.text
-            return k, response.json()["outputs"][0]["data"]
+            predictions, ids = response.json()["outputs"]
+            return predictions["data"], ids["data"]
 
+    answered: dict[str, tuple[int, float]] = {}  # prediction id -> (instance, prediction)
     for _ in range(3):
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(ask, range(len(requests))))
-        for k, predictions in answers:
-            first, end = requests[k]
+        for (first, end), (predictions, ids) in zip(requests, answers, strict=True):
             # The server's stated tolerance (ONNX until the compiled trees are verified).
             np.testing.assert_allclose(predictions, expected[first:end], rtol=0, atol=1e-4)
+            answered.update(zip(ids, zip(range(first, end), predictions, strict=True), strict=True))
+    assert len(answered) == 3 * len(instances)  # every prediction id its own
+    wait_for(lambda: served.get("/health").json()["prediction_log_backlog"] == 0, 60, "log")
+    logged = {entry["id"]: entry for entry in served.rows("status = 200")}
+    for prediction_id, (index, prediction) in answered.items():
+        entry = logged[prediction_id]
+        assert entry["output"] == prediction, prediction_id
+        assert tuple(entry["inputs"][name] for name in FEATURES) == instances[index]
 
 
 def test_big_batches_do_not_block_health_checks(served: ServerProcess) -> None:
